@@ -1,0 +1,135 @@
+"""Composition root: Settings -> stores -> services -> the ASGI app; lifespan runs background work."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
+
+from tessel import __version__
+from tessel.config import Settings
+from tessel.errors import Conflict, Unavailable
+from tessel.ingest import jobs
+from tessel.stores import Stores, open_stores
+
+log = logging.getLogger("tessel")
+
+
+class DataDirLock:
+    """One server per data directory: an exclusive lock held for the server's lifetime."""
+
+    def __init__(self, data_dir: Path) -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.path = data_dir / "serve.lock"
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            raise Conflict(f"another tessel server is already serving {data_dir.resolve()}") from None
+        os.ftruncate(self._fd, 0)
+        os.write(self._fd, str(os.getpid()).encode())
+
+    def release(self) -> None:
+        os.close(self._fd)
+
+
+class JobRunner:
+    """Runs import jobs in the background, one at a time, each on the process pool."""
+
+    def __init__(self, stores: Stores) -> None:
+        self.stores = stores
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="tessel-jobs", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            for job in jobs.unfinished_jobs(self.stores):
+                if self._stop.is_set():
+                    return
+                try:
+                    jobs.run_import_job(self.stores, job.id)
+                except Conflict:
+                    continue  # someone else (a CLI import) runs it
+                except Exception:  # a job failure is recorded on the job; keep serving
+                    log.exception("import job %s failed", job.id)
+            self._wake.wait(timeout=5)
+            self._wake.clear()
+
+
+def create_app(settings: Settings, stores: Stores | None = None) -> FastAPI:
+    stores = stores or open_stores(settings)
+    runner = JobRunner(stores)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        runner.start()
+        try:
+            yield
+        finally:
+            runner.stop()
+
+    app = FastAPI(title="tessel", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.stores = stores
+    app.state.jobs = runner
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, Any]:
+        with stores.catalog.read() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/metrics", include_in_schema=False, response_class=PlainTextResponse)
+    def metrics() -> str:
+        datastores = stores.catalog.list_datastores()
+        lines = ["# HELP tessel_datastores Datastores in the catalog.", "# TYPE tessel_datastores gauge",
+                 f"tessel_datastores {len(datastores)}"]
+        return "\n".join(lines) + "\n"
+
+    return app
+
+
+def serve(settings: Settings) -> None:
+    """Run the HTTP server until interrupted; exits with a one-line reason on failure."""
+    import socket
+
+    import uvicorn
+
+    try:
+        lock = DataDirLock(settings.data_dir)
+    except OSError as exc:
+        raise Unavailable(f"data directory {settings.data_dir} is unusable: {exc}") from None
+    try:
+        sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((settings.host, settings.port))
+        except OSError as exc:
+            raise Unavailable(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
+        app = create_app(settings)
+        config = uvicorn.Config(app, log_level="warning", access_log=False)
+        server = uvicorn.Server(config)
+        print(f"tessel {__version__} serving {settings.data_dir.resolve()} on "
+              f"http://{settings.host}:{settings.port}", flush=True)
+        server.run(sockets=[sock])
+    finally:
+        lock.release()

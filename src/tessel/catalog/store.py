@@ -1,0 +1,342 @@
+"""The catalog: datastores, image sets and their versions, instances, frames, jobs, tags.
+
+All SQL lives here. Writers use `write()` (one transaction; SQLite takes its
+write lock at BEGIN). Versions are created with a conditional UPDATE on
+`latest_version`, so two writers can never both create the same version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterable, Iterator, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from tessel.catalog.models import (Datastore, DatastoreId, DatastoreStatus, FrameLocation, ImageSet,
+                                   ImageSetId, ImageSetState, ImageSetVersion,
+                                   ImageSetWorkflowStatus, ImportJob, JobId, JobStatus,
+                                   LosslessStorageFormat)
+from tessel.catalog.sql import engine as sql_engine
+from tessel.catalog.sql.tables import (datastores, frames, image_set_versions, image_sets,
+                                       import_job_files, import_jobs, instances, tags)
+
+
+def _datastore(row: Any) -> Datastore:
+    return Datastore(id=DatastoreId(row.id), name=row.name, status=DatastoreStatus(row.status),
+                     lossless_storage_format=LosslessStorageFormat(row.lossless_storage_format),
+                     kms_key_arn=row.kms_key_arn, lambda_authorizer_arn=row.lambda_authorizer_arn,
+                     client_token=row.client_token, created_at=row.created_at, updated_at=row.updated_at)
+
+
+def _image_set(row: Any) -> ImageSet:
+    values = dict(row._mapping)
+    values["state"] = ImageSetState(values["state"])
+    values["workflow_status"] = ImageSetWorkflowStatus(values["workflow_status"])
+    return ImageSet(**values)
+
+
+def _version(row: Any) -> ImageSetVersion:
+    values = dict(row._mapping)
+    values["state"] = ImageSetState(values["state"])
+    values["workflow_status"] = ImageSetWorkflowStatus(values["workflow_status"])
+    return ImageSetVersion(**values)
+
+
+def _job(row: Any) -> ImportJob:
+    values = dict(row._mapping)
+    values["status"] = JobStatus(values["status"])
+    return ImportJob(**values)
+
+
+class Catalog:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str) -> "Catalog":
+        engine = sql_engine.create_engine(url)
+        sql_engine.migrate(engine)
+        return cls(engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Connection]:
+        with self.engine.connect().execution_options(write=True) as conn:
+            with conn.begin():
+                yield conn
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    # -- datastores ---------------------------------------------------------------------------
+
+    def insert_datastore(self, conn: Connection, ds: Datastore) -> None:
+        conn.execute(sa.insert(datastores).values(
+            id=ds.id, name=ds.name, status=ds.status.value, kms_key_arn=ds.kms_key_arn,
+            lambda_authorizer_arn=ds.lambda_authorizer_arn,
+            lossless_storage_format=ds.lossless_storage_format.value, client_token=ds.client_token,
+            created_at=ds.created_at, updated_at=ds.updated_at))
+
+    def get_datastore(self, datastore_id: str, conn: Connection | None = None) -> Datastore | None:
+        with contextlib.ExitStack() as stack:
+            c = conn or stack.enter_context(self.read())
+            row = c.execute(sa.select(datastores).where(datastores.c.id == datastore_id)).first()
+            return _datastore(row) if row else None
+
+    def find_datastore(self, *, name: str | None = None, client_token: str | None = None) -> Datastore | None:
+        query = sa.select(datastores).where(datastores.c.status != DatastoreStatus.DELETED.value)
+        if name is not None:
+            query = query.where(datastores.c.name == name)
+        if client_token is not None:
+            query = query.where(datastores.c.client_token == client_token)
+        with self.read() as conn:
+            row = conn.execute(query.order_by(datastores.c.created_at)).first()
+            return _datastore(row) if row else None
+
+    def list_datastores(self, *, status: str | None = None, after: tuple[float, str] | None = None,
+                        limit: int = 1000) -> list[Datastore]:
+        query = sa.select(datastores)
+        if status:
+            query = query.where(datastores.c.status == status)
+        if after:
+            query = query.where(sa.tuple_(datastores.c.created_at, datastores.c.id) > sa.tuple_(*after))
+        query = query.order_by(datastores.c.created_at, datastores.c.id).limit(limit)
+        with self.read() as conn:
+            return [_datastore(r) for r in conn.execute(query)]
+
+    def set_datastore_status(self, conn: Connection, datastore_id: str, status: DatastoreStatus,
+                             now: float) -> None:
+        conn.execute(sa.update(datastores).where(datastores.c.id == datastore_id)
+                     .values(status=status.value, updated_at=now))
+
+    def count_live_image_sets(self, conn: Connection, datastore_id: str) -> int:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(image_sets).where(
+            image_sets.c.datastore_id == datastore_id,
+            image_sets.c.state != ImageSetState.DELETED.value)).scalar_one())
+
+    # -- image sets ---------------------------------------------------------------------------
+
+    def get_image_set(self, datastore_id: str, image_set_id: str,
+                      conn: Connection | None = None) -> ImageSet | None:
+        with contextlib.ExitStack() as stack:
+            c = conn or stack.enter_context(self.read())
+            row = c.execute(sa.select(image_sets).where(image_sets.c.id == image_set_id,
+                                                        image_sets.c.datastore_id == datastore_id)).first()
+            return _image_set(row) if row else None
+
+    def find_image_sets(self, conn: Connection, datastore_id: str, **equal: Any) -> list[ImageSet]:
+        query = sa.select(image_sets).where(image_sets.c.datastore_id == datastore_id,
+                                            image_sets.c.state != ImageSetState.DELETED.value)
+        for name, value in equal.items():
+            query = query.where(image_sets.c[name] == value)
+        return [_image_set(r) for r in conn.execute(query.order_by(image_sets.c.created_at))]
+
+    def insert_image_set(self, conn: Connection, values: dict[str, Any]) -> None:
+        conn.execute(sa.insert(image_sets).values(**values))
+
+    def advance_image_set(self, conn: Connection, image_set_id: str, expected_version: int,
+                          values: dict[str, Any]) -> bool:
+        """Move an image set to expected_version + 1 if nobody else did; False if they did."""
+        result = conn.execute(sa.update(image_sets).where(
+            image_sets.c.id == image_set_id, image_sets.c.latest_version == expected_version,
+        ).values(latest_version=expected_version + 1, **values))
+        return bool(result.rowcount == 1)
+
+    def update_image_set(self, conn: Connection, image_set_id: str, values: dict[str, Any]) -> None:
+        conn.execute(sa.update(image_sets).where(image_sets.c.id == image_set_id).values(**values))
+
+    def insert_version(self, conn: Connection, version: ImageSetVersion) -> None:
+        conn.execute(sa.insert(image_set_versions).values(
+            image_set_id=version.image_set_id, version_id=version.version_id,
+            metadata_key=version.metadata_key, state=version.state.value,
+            workflow_status=version.workflow_status.value, message=version.message,
+            forced=version.forced, is_primary=version.is_primary, created_at=version.created_at,
+            updated_at=version.updated_at, deleted_at=version.deleted_at))
+
+    def get_version(self, image_set_id: str, version_id: int,
+                    conn: Connection | None = None) -> ImageSetVersion | None:
+        with contextlib.ExitStack() as stack:
+            c = conn or stack.enter_context(self.read())
+            row = c.execute(sa.select(image_set_versions).where(
+                image_set_versions.c.image_set_id == image_set_id,
+                image_set_versions.c.version_id == version_id)).first()
+            return _version(row) if row else None
+
+    def list_versions(self, image_set_id: str, *, before: int | None = None,
+                      limit: int = 1000) -> list[ImageSetVersion]:
+        query = sa.select(image_set_versions).where(image_set_versions.c.image_set_id == image_set_id)
+        if before is not None:
+            query = query.where(image_set_versions.c.version_id < before)
+        query = query.order_by(image_set_versions.c.version_id.desc()).limit(limit)
+        with self.read() as conn:
+            return [_version(r) for r in conn.execute(query)]
+
+    # -- instances and frames -----------------------------------------------------------------
+
+    def instance_digests(self, conn: Connection, image_set_id: str) -> dict[str, str]:
+        rows = conn.execute(sa.select(instances.c.sop_instance_uid, instances.c.digest)
+                            .where(instances.c.image_set_id == image_set_id))
+        return {r.sop_instance_uid: r.digest for r in rows}
+
+    def replace_instances(self, conn: Connection, image_set_id: str, rows: Sequence[dict[str, Any]],
+                          frame_rows: Sequence[dict[str, Any]]) -> None:
+        """Insert (or replace) instances and their frames inside one image set."""
+        sops = [r["sop_instance_uid"] for r in rows]
+        for chunk in _chunks(sops, 500):
+            conn.execute(sa.delete(instances).where(instances.c.image_set_id == image_set_id,
+                                                    instances.c.sop_instance_uid.in_(chunk)))
+            conn.execute(sa.delete(frames).where(frames.c.image_set_id == image_set_id,
+                                                 frames.c.sop_instance_uid.in_(chunk)))
+        if rows:
+            conn.execute(sa.insert(instances), list(rows))
+        if frame_rows:
+            # Identical frames of a replaced instance keep their id; duplicates within the list cannot occur.
+            conn.execute(sa.insert(frames), list(frame_rows))
+
+    def remove_instances(self, conn: Connection, image_set_id: str, sops: Iterable[str]) -> None:
+        for chunk in _chunks(list(sops), 500):
+            conn.execute(sa.delete(instances).where(instances.c.image_set_id == image_set_id,
+                                                    instances.c.sop_instance_uid.in_(chunk)))
+            conn.execute(sa.delete(frames).where(frames.c.image_set_id == image_set_id,
+                                                 frames.c.sop_instance_uid.in_(chunk)))
+
+    def count_instances(self, conn: Connection, image_set_id: str) -> tuple[int, int]:
+        """(number of series, number of instances) in the image set."""
+        row = conn.execute(sa.select(sa.func.count(sa.distinct(instances.c.series_instance_uid)),
+                                     sa.func.count()).where(instances.c.image_set_id == image_set_id)).one()
+        return int(row[0]), int(row[1])
+
+    def get_frame(self, image_set_id: str, frame_id: str) -> FrameLocation | None:
+        with self.read() as conn:
+            row = conn.execute(sa.select(frames).where(frames.c.image_set_id == image_set_id,
+                                                       frames.c.frame_id == frame_id)).first()
+        if row is None:
+            return None
+        return FrameLocation(image_set_id=ImageSetId(row.image_set_id), frame_id=row.frame_id,
+                             sop_instance_uid=row.sop_instance_uid, frame_number=row.frame_number,
+                             transfer_syntax_uid=row.transfer_syntax_uid, size=row.size)
+
+    # -- import jobs --------------------------------------------------------------------------
+
+    def insert_job(self, conn: Connection, job: ImportJob) -> None:
+        conn.execute(sa.insert(import_jobs).values(
+            id=job.id, datastore_id=job.datastore_id, name=job.name, status=job.status.value,
+            input_uri=job.input_uri, output_uri=job.output_uri,
+            data_access_role_arn=job.data_access_role_arn, client_token=job.client_token,
+            message=job.message, submitted_at=job.submitted_at, ended_at=job.ended_at,
+            import_configuration=job.import_configuration))
+
+    def get_job(self, datastore_id: str, job_id: str) -> ImportJob | None:
+        with self.read() as conn:
+            row = conn.execute(sa.select(import_jobs).where(import_jobs.c.id == job_id,
+                                                            import_jobs.c.datastore_id == datastore_id)).first()
+            return _job(row) if row else None
+
+    def job_by_id(self, job_id: str) -> ImportJob | None:
+        with self.read() as conn:
+            row = conn.execute(sa.select(import_jobs).where(import_jobs.c.id == job_id)).first()
+            return _job(row) if row else None
+
+    def find_job_by_token(self, datastore_id: str, client_token: str) -> ImportJob | None:
+        with self.read() as conn:
+            row = conn.execute(sa.select(import_jobs).where(
+                import_jobs.c.datastore_id == datastore_id,
+                import_jobs.c.client_token == client_token)).first()
+            return _job(row) if row else None
+
+    def list_jobs(self, datastore_id: str | None = None, *, status: str | None = None,
+                  statuses: Sequence[str] | None = None, after: tuple[float, str] | None = None,
+                  limit: int = 1000, newest_first: bool = True) -> list[ImportJob]:
+        query = sa.select(import_jobs)
+        if datastore_id:
+            query = query.where(import_jobs.c.datastore_id == datastore_id)
+        if status:
+            query = query.where(import_jobs.c.status == status)
+        if statuses:
+            query = query.where(import_jobs.c.status.in_(list(statuses)))
+        order = (import_jobs.c.submitted_at.desc(), import_jobs.c.id.desc()) if newest_first else (
+            import_jobs.c.submitted_at, import_jobs.c.id)
+        if after:
+            cmp = sa.tuple_(import_jobs.c.submitted_at, import_jobs.c.id)
+            query = query.where(cmp < sa.tuple_(*after) if newest_first else cmp > sa.tuple_(*after))
+        with self.read() as conn:
+            return [_job(r) for r in conn.execute(query.order_by(*order).limit(limit))]
+
+    def set_job_status(self, job_id: str, status: JobStatus, *, message: str | None = None,
+                       ended_at: float | None = None) -> None:
+        with self.write() as conn:
+            conn.execute(sa.update(import_jobs).where(import_jobs.c.id == job_id).values(
+                status=status.value, message=message, ended_at=ended_at))
+
+    def add_job_files(self, job_id: str, files: Iterable[tuple[str, int]]) -> None:
+        rows = [{"job_id": job_id, "path": p, "status": "pending", "size": s} for p, s in files]
+        with self.write() as conn:
+            existing = {r.path for r in conn.execute(
+                sa.select(import_job_files.c.path).where(import_job_files.c.job_id == job_id))}
+            fresh = [r for r in rows if r["path"] not in existing]
+            for chunk in _chunks(fresh, 1000):
+                conn.execute(sa.insert(import_job_files), chunk)
+
+    def job_files(self, job_id: str, status: str | None = None, *, with_record: bool = False,
+                  limit: int | None = None) -> list[Any]:
+        cols = [import_job_files.c.path, import_job_files.c.status, import_job_files.c.size,
+                import_job_files.c.message, import_job_files.c.image_set_id]
+        if with_record:
+            cols.append(import_job_files.c.record)
+        query = sa.select(*cols).where(import_job_files.c.job_id == job_id)
+        if status:
+            query = query.where(import_job_files.c.status == status)
+        query = query.order_by(import_job_files.c.path)
+        if limit:
+            query = query.limit(limit)
+        with self.read() as conn:
+            return list(conn.execute(query))
+
+    def job_file_counts(self, job_id: str) -> dict[str, tuple[int, int]]:
+        """status -> (files, bytes)."""
+        with self.read() as conn:
+            rows = conn.execute(sa.select(import_job_files.c.status, sa.func.count(),
+                                          sa.func.coalesce(sa.func.sum(import_job_files.c.size), 0))
+                                .where(import_job_files.c.job_id == job_id)
+                                .group_by(import_job_files.c.status))
+            return {r[0]: (int(r[1]), int(r[2])) for r in rows}
+
+    def update_job_files(self, job_id: str, updates: Sequence[dict[str, Any]],
+                         conn: Connection | None = None) -> None:
+        """Each update: path, status and optionally record, message, image_set_id."""
+        with contextlib.ExitStack() as stack:
+            c = conn or stack.enter_context(self.write())
+            for u in updates:
+                values = {k: v for k, v in u.items() if k != "path"}
+                c.execute(sa.update(import_job_files).where(
+                    import_job_files.c.job_id == job_id, import_job_files.c.path == u["path"]
+                ).values(**values))
+
+    # -- tags ---------------------------------------------------------------------------------
+
+    def get_tags(self, resource_arn: str) -> dict[str, str]:
+        with self.read() as conn:
+            return {r.key: r.value for r in conn.execute(
+                sa.select(tags).where(tags.c.resource_arn == resource_arn))}
+
+    def set_tags(self, conn: Connection, resource_arn: str, values: dict[str, str]) -> None:
+        if not values:
+            return
+        conn.execute(sa.delete(tags).where(tags.c.resource_arn == resource_arn,
+                                           tags.c.key.in_(list(values))))
+        conn.execute(sa.insert(tags), [{"resource_arn": resource_arn, "key": k, "value": v}
+                                       for k, v in values.items()])
+
+    def remove_tags(self, conn: Connection, resource_arn: str, keys: Sequence[str]) -> None:
+        conn.execute(sa.delete(tags).where(tags.c.resource_arn == resource_arn,
+                                           tags.c.key.in_(list(keys))))
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]

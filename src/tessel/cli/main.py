@@ -1,0 +1,89 @@
+"""`tessel` command line: serve, import, demo."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from tessel.config import Settings, load_settings
+from tessel.errors import TesselError
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    flags = {name: getattr(args, name, None) for name in
+             ("data_dir", "host", "port", "dicom_port", "ae_title", "workers")}
+    return load_settings(flags)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from tessel.app import serve
+
+    serve(_settings(args))
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from tessel.cli.importing import import_path
+
+    settings = _settings(args)
+    summary = import_path(settings, Path(args.path), args.datastore)
+    return 0 if summary.failed == 0 else 3
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from tessel.cli.demo import run_demo
+
+    return run_demo(_settings(args), serve_after=not args.no_serve)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tessel", description="Self-hosted medical imaging store.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data-dir", type=Path, help="where the embedded catalog and blobs live "
+                                                     "(env TESSEL_DATA_DIR, default ./tessel-data)")
+        p.add_argument("--workers", type=int, help="processes for import work (default: cores)")
+
+    def server_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
+        p.add_argument("--port", type=int, help="HTTP port (default 8080)")
+        p.add_argument("--dicom-port", type=int, help="DICOM port (default 11112)")
+        p.add_argument("--ae-title", help="DIMSE AE title (default TESSEL)")
+
+    p = sub.add_parser("serve", help="serve the HTTP API (and DIMSE) on the data directory")
+    common(p)
+    server_flags(p)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("import", help="import DICOM files from a folder (recursive) or one file")
+    common(p)
+    p.add_argument("path", help="folder or file to import")
+    p.add_argument("--datastore", default="default",
+                   help="datastore name or id; created if it does not exist (default: 'default')")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("demo", help="generate and import the sample studies, then serve")
+    common(p)
+    server_flags(p)
+    p.add_argument("--no-serve", action="store_true", help="load the samples and exit")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result: Any = args.func(args)
+        return int(result)
+    except TesselError as exc:
+        print(f"tessel: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

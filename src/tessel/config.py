@@ -1,0 +1,147 @@
+"""Settings: declared once in SETTINGS, resolved flags > environment > defaults.
+
+No other module reads os.environ; `cli` builds one frozen Settings and passes it down.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+
+class Secret(str):
+    """A string that never prints itself (repr/str in logs show '**********')."""
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    def reveal(self) -> str:
+        return str.__str__(self)
+
+
+@dataclass(frozen=True, slots=True)
+class SettingSpec:
+    name: str
+    env: str | None
+    flag: str | None
+    default: str | None
+    help: str
+
+
+SETTINGS: tuple[SettingSpec, ...] = (
+    SettingSpec("data_dir", "TESSEL_DATA_DIR", "--data-dir", "./tessel-data",
+                "where the embedded catalog and blobs live"),
+    SettingSpec("catalog_url", "TESSEL_CATALOG_URL", None, None,
+                "SQLAlchemy URL of the catalog (default: sqlite under the data dir)"),
+    SettingSpec("blob_url", "TESSEL_BLOB_URL", None, None,
+                "where frames and objects go: file:///path or s3://bucket/prefix (default: file:// under the data dir)"),
+    SettingSpec("s3_endpoint_url", "TESSEL_S3_ENDPOINT_URL", None, None,
+                "S3-compatible endpoint for s3:// URLs"),
+    SettingSpec("s3_access_key_id", "TESSEL_S3_ACCESS_KEY_ID", None, None,
+                "access key for that S3 endpoint (default: the standard AWS credential chain)"),
+    SettingSpec("s3_secret_access_key", "TESSEL_S3_SECRET_ACCESS_KEY", None, None,
+                "secret key for that S3 endpoint"),
+    SettingSpec("access_key_id", "TESSEL_ACCESS_KEY_ID", None, None,
+                "the bootstrap administrator's access key id (default: generated on first start)"),
+    SettingSpec("secret_access_key", "TESSEL_SECRET_ACCESS_KEY", None, None,
+                "the bootstrap administrator's secret key"),
+    SettingSpec("dask_scheduler", "TESSEL_DASK_SCHEDULER", None, None,
+                "tcp://host:port of a Dask scheduler for import jobs (default: a local process pool)"),
+    SettingSpec("master_key_file", "TESSEL_MASTER_KEY_FILE", None, None,
+                "file holding the master key that wraps each datastore's data keys"),
+    SettingSpec("cors_origins", "TESSEL_CORS_ORIGINS", None, "*",
+                "comma-separated origins allowed to call the HTTP API from a browser"),
+    SettingSpec("import_roots", "TESSEL_IMPORT_ROOTS", None, None,
+                "colon-separated folders that file:// import sources and outputs must lie under"),
+    SettingSpec("host", "TESSEL_HOST", "--host", "127.0.0.1", "HTTP bind address"),
+    SettingSpec("port", "TESSEL_PORT", "--port", "8080", "HTTP port"),
+    SettingSpec("dicom_port", "TESSEL_DICOM_PORT", "--dicom-port", "11112", "DICOM (DIMSE) port"),
+    SettingSpec("ae_title", "TESSEL_AE_TITLE", "--ae-title", "TESSEL", "DIMSE AE title"),
+    SettingSpec("workers", "TESSEL_WORKERS", "--workers", None,
+                "processes for CPU-bound import work (default: the number of cores)"),
+    SettingSpec("region", "TESSEL_REGION", None, "us-east-1", "region named in ARNs"),
+    SettingSpec("account_id", "TESSEL_ACCOUNT_ID", None, "000000000000", "account id named in ARNs"),
+)
+
+_SECRETS = {"s3_secret_access_key", "secret_access_key"}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    data_dir: Path = Path("./tessel-data")
+    catalog_url: str | None = None
+    blob_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: Secret | None = None
+    access_key_id: str | None = None
+    secret_access_key: Secret | None = None
+    dask_scheduler: str | None = None
+    master_key_file: Path | None = None
+    cors_origins: tuple[str, ...] = ("*",)
+    import_roots: tuple[Path, ...] = field(default_factory=tuple)
+    host: str = "127.0.0.1"
+    port: int = 8080
+    dicom_port: int = 11112
+    ae_title: str = "TESSEL"
+    workers: int | None = None
+    region: str = "us-east-1"
+    account_id: str = "000000000000"
+
+    @property
+    def resolved_catalog_url(self) -> str:
+        return self.catalog_url or f"sqlite:///{(self.data_dir / 'catalog.sqlite').resolve()}"
+
+    @property
+    def resolved_blob_url(self) -> str:
+        return self.blob_url or (self.data_dir / "blobs").resolve().as_uri()
+
+    @property
+    def resolved_workers(self) -> int:
+        return self.workers or max(1, os.cpu_count() or 1)
+
+    @property
+    def resolved_import_roots(self) -> tuple[Path, ...]:
+        if self.import_roots:
+            return self.import_roots
+        import tempfile
+
+        return ((self.data_dir / "imports").resolve(), Path(tempfile.gettempdir()).resolve())
+
+    def with_(self, **changes: Any) -> "Settings":
+        return replace(self, **changes)
+
+
+def _convert(name: str, raw: str) -> Any:
+    kind = {f.name: f.type for f in fields(Settings)}[name]
+    if name in ("data_dir", "master_key_file"):
+        return Path(raw)
+    if name in ("port", "dicom_port", "workers"):
+        return int(raw)
+    if name == "cors_origins":
+        return tuple(o.strip() for o in raw.split(",") if o.strip())
+    if name == "import_roots":
+        return tuple(Path(p).resolve() for p in raw.split(":") if p)
+    if name in _SECRETS:
+        return Secret(raw)
+    del kind
+    return raw
+
+
+def load_settings(flags: Mapping[str, Any] | None = None,
+                  environ: Mapping[str, str] | None = None) -> Settings:
+    """Flags (already parsed, None = not given) win over the environment, which wins over defaults."""
+    flags = flags or {}
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for spec in SETTINGS:
+        flag_value = flags.get(spec.name)
+        if flag_value is not None:
+            values[spec.name] = flag_value if not isinstance(flag_value, str) else _convert(spec.name, flag_value)
+        elif spec.env and environ.get(spec.env):
+            values[spec.name] = _convert(spec.name, environ[spec.env])
+        elif spec.default is not None:
+            values[spec.name] = _convert(spec.name, spec.default)
+    return Settings(**values)

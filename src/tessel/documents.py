@@ -1,0 +1,117 @@
+"""The image set metadata document (spec section 2): pure functions, no I/O.
+
+A document holds one study; series and instances are keyed by their UIDs. It
+is stored per version as gzip JSON and never changes once written.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from typing import Any
+
+SCHEMA_VERSION = "1.1"
+
+
+def new_document(datastore_id: str, image_set_id: str) -> dict[str, Any]:
+    return {"SchemaVersion": SCHEMA_VERSION, "DatastoreID": datastore_id, "ImageSetID": image_set_id,
+            "Patient": {"DICOM": {}}, "Study": {"DICOM": {}, "Series": {}}}
+
+
+def put_instance(doc: dict[str, Any], staged: dict[str, Any]) -> None:
+    """Add or replace one staged instance. Patient/Study/Series attributes come from the
+    first instance that brings them; later instances only add attributes not yet present."""
+    _merge_missing(doc["Patient"]["DICOM"], staged["patient"])
+    _merge_missing(doc["Study"]["DICOM"], staged["study"])
+    series = doc["Study"]["Series"].setdefault(
+        staged["series_instance_uid"], {"DICOM": {}, "Instances": {}})
+    _merge_missing(series["DICOM"], staged["series"])
+    series["Instances"][staged["sop_instance_uid"]] = staged["instance"]
+
+
+def remove_instance(doc: dict[str, Any], series_uid: str, sop_uid: str) -> bool:
+    series = doc["Study"]["Series"].get(series_uid)
+    if not series or sop_uid not in series["Instances"]:
+        return False
+    del series["Instances"][sop_uid]
+    if not series["Instances"]:
+        del doc["Study"]["Series"][series_uid]
+    return True
+
+
+def iter_instances(doc: dict[str, Any]) -> Any:
+    """Yield (series_uid, sop_uid, instance node)."""
+    for series_uid, series in doc["Study"]["Series"].items():
+        for sop_uid, node in series["Instances"].items():
+            yield series_uid, sop_uid, node
+
+
+def _merge_missing(target: dict[str, Any], source: dict[str, Any]) -> None:
+    for key, value in source.items():
+        if key not in target:
+            target[key] = value
+
+
+def encode(doc: dict[str, Any]) -> bytes:
+    # mtime=0 keeps the bytes deterministic for the same document.
+    return gzip.compress(json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode(),
+                         compresslevel=5, mtime=0)
+
+
+def decode(data: bytes) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(gzip.decompress(data))
+    return result
+
+
+def search_fields(doc: dict[str, Any]) -> dict[str, Any]:
+    """The catalog's search columns for an image set, taken from its document."""
+    patient = doc["Patient"]["DICOM"]
+    study = doc["Study"]["DICOM"]
+    series_uids = list(doc["Study"]["Series"])
+    first = doc["Study"]["Series"][series_uids[0]]["DICOM"] if series_uids else {}
+    study_date = _text(study.get("StudyDate"))
+    study_time = _text(study.get("StudyTime"))
+    return {
+        "patient_id": _text(patient.get("PatientID")),
+        "patient_name": _text(patient.get("PatientName")),
+        "patient_birth_date": _text(patient.get("PatientBirthDate")),
+        "patient_sex": _text(patient.get("PatientSex")),
+        "study_id": _text(study.get("StudyID")),
+        "study_description": _text(study.get("StudyDescription")),
+        "accession_number": _text(study.get("AccessionNumber")),
+        "study_date": study_date,
+        "study_time": study_time,
+        "study_date_time": study_date_time(study_date, study_time),
+        "series_modality": _text(first.get("Modality")),
+        "series_body_part": _text(first.get("BodyPartExamined")),
+        "series_number": _int(first.get("SeriesNumber")),
+    }
+
+
+def study_date_time(date: str | None, time: str | None) -> str | None:
+    """Sortable YYYYMMDDHHMMSS.ffffff; a missing time counts as 00:00:00 (as AHI does)."""
+    if not date:
+        return None
+    digits = "".join(c for c in (time or "") if c.isdigit() or c == ".")
+    whole, _, fraction = digits.partition(".")
+    whole = (whole + "000000")[:6]
+    return f"{date[:8]}{whole}.{(fraction + '000000')[:6]}"
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, list):
+        value = value[0] if value else None
+        if value is None:
+            return None
+    text = str(value).strip()
+    return text or None
+
+
+def _int(value: Any) -> int | None:
+    text = _text(value)
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None

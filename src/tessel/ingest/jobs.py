@@ -1,0 +1,298 @@
+"""Import jobs: scan a source, stage every file on a process pool, assemble, write manifests.
+
+Progress lives in the catalog (one row per file: pending -> staged | failed ->
+committed), so a job killed at any point resumes where it stopped: staged
+files are not processed again, and assembly is idempotent because an
+identical instance changes nothing.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import fcntl
+import gzip
+import json
+import multiprocessing
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from tessel.blobs import BlobStore, open_blob_store
+from tessel.catalog.models import DatastoreStatus, ImportJob, JobId, JobStatus
+from tessel.errors import Conflict, InvalidInput, NotFound, TesselError
+from tessel.ingest.assemble import Placement, assemble
+from tessel.ingest.locations import parse_location
+from tessel.ingest.staging import StagingOptions, stage_file
+from tessel.lifecycle.datastores import get_datastore, lossless_syntax
+from tessel.stores import Stores
+
+DEFAULT_ROLE_ARN = "arn:aws:iam::000000000000:role/tessel-import"
+ASSEMBLY_CHUNK = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class JobProgress:
+    files_total: int
+    files_done: int
+    files_failed: int
+    bytes_total: int
+    bytes_done: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobSummary:
+    job: ImportJob
+    scanned: int
+    imported: int
+    failed: int
+    image_sets: list[dict[str, Any]]
+    output_uri: str
+
+
+def job_output_uri(job: ImportJob) -> str:
+    return job.output_uri.rstrip("/") + f"/{job.datastore_id}-DicomImport-{job.id}/"
+
+
+def start_import_job(stores: Stores, datastore_id: str, input_uri: str, output_uri: str, *,
+                     name: str | None = None, client_token: str | None = None,
+                     data_access_role_arn: str = DEFAULT_ROLE_ARN,
+                     import_configuration: str | None = None) -> ImportJob:
+    ds = get_datastore(stores, datastore_id)
+    if ds.status != DatastoreStatus.ACTIVE:
+        raise Conflict(f"datastore {datastore_id} is {ds.status.value}, not ACTIVE")
+    if client_token:
+        existing = stores.catalog.find_job_by_token(datastore_id, client_token)
+        if existing is not None:
+            return existing
+    job_id = secrets.token_hex(16)
+    job = ImportJob(id=JobId(job_id), datastore_id=ds.id, name=name or f"import-{job_id[:8]}",
+                    status=JobStatus.SUBMITTED, input_uri=input_uri, output_uri=output_uri,
+                    data_access_role_arn=data_access_role_arn, client_token=client_token, message=None,
+                    submitted_at=time.time(), ended_at=None, import_configuration=import_configuration)
+    with stores.catalog.write() as conn:
+        stores.catalog.insert_job(conn, job)
+    return job
+
+
+def unfinished_jobs(stores: Stores) -> list[ImportJob]:
+    return stores.catalog.list_jobs(statuses=[JobStatus.SUBMITTED.value, JobStatus.IN_PROGRESS.value],
+                                    newest_first=False)
+
+
+class _JobLock:
+    """One runner per job: an exclusive lock file in the data directory."""
+
+    def __init__(self, data_dir: Path, job_id: str) -> None:
+        path = data_dir / "locks" / f"job-{job_id}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            raise Conflict(f"import job {job_id} is being run by another process") from None
+
+    def release(self) -> None:
+        os.close(self._fd)
+
+
+def run_import_job(stores: Stores, job_id: str, *,
+                   progress: Callable[[JobProgress], None] | None = None) -> JobSummary:
+    job = stores.catalog.job_by_id(job_id)
+    if job is None:
+        raise NotFound(f"import job {job_id} does not exist")
+    lock = _JobLock(stores.settings.data_dir, job_id)
+    try:
+        stores.catalog.set_job_status(job.id, JobStatus.IN_PROGRESS)
+        try:
+            summary = _run(stores, job, progress)
+        except TesselError as exc:
+            stores.catalog.set_job_status(job.id, JobStatus.FAILED, message=exc.message, ended_at=time.time())
+            raise
+        stores.catalog.set_job_status(job.id, JobStatus.COMPLETED, ended_at=time.time())
+        return summary
+    finally:
+        lock.release()
+
+
+def _run(stores: Stores, job: ImportJob, progress: Callable[[JobProgress], None] | None) -> JobSummary:
+    source = parse_location(job.input_uri)
+    if not source.root.exists():
+        raise InvalidInput(f"input {job.input_uri} does not exist")
+    if not stores.catalog.job_files(job.id, limit=1):
+        stores.catalog.add_job_files(job.id, source.files())
+    ds = get_datastore(stores, job.datastore_id)
+    options = StagingOptions(datastore_id=ds.id, lossless_format=lossless_syntax(ds.lossless_storage_format))
+    _stage_pending(stores, job, options, progress)
+    _assemble_staged(stores, job)
+    return _write_manifests(stores, job)
+
+
+# -- staging on a process pool --------------------------------------------------------------------
+
+_worker_blobs: BlobStore | None = None
+
+
+def _worker_init(blob_url: str) -> None:
+    global _worker_blobs
+    _worker_blobs = open_blob_store(blob_url)
+
+
+def _stage_task(path: str, options: StagingOptions) -> tuple[str, Any]:
+    assert _worker_blobs is not None
+    try:
+        return "staged", gzip.compress(json.dumps(stage_file(path, _worker_blobs, options)).encode(), 3)
+    except InvalidInput as exc:
+        return "failed", {"exceptionType": "ValidationException", "message": exc.message}
+    except RecursionError:
+        return "failed", {"exceptionType": "ValidationException",
+                          "message": "data set nesting is too deep to parse"}
+    except MemoryError:
+        return "failed", {"exceptionType": "ValidationException",
+                          "message": "the file declares more data than can be processed"}
+    except Exception as exc:  # one bad file must not stop the job: report it as a server error
+        return "failed", {"exceptionType": "InternalServerException",
+                          "message": f"unexpected {type(exc).__name__} while processing the file: {exc}"}
+
+
+def _pool(stores: Stores) -> cf.Executor:
+    workers = stores.settings.resolved_workers
+    context = multiprocessing.get_context("forkserver")
+    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init,
+                                  initargs=(stores.settings.resolved_blob_url,))
+
+
+def _stage_pending(stores: Stores, job: ImportJob, options: StagingOptions,
+                   progress: Callable[[JobProgress], None] | None) -> None:
+    counts = stores.catalog.job_file_counts(job.id)
+    total_files = sum(n for n, _ in counts.values())
+    total_bytes = sum(b for _, b in counts.values())
+    done_files = total_files - counts.get("pending", (0, 0))[0]
+    done_bytes = total_bytes - counts.get("pending", (0, 0))[1]
+    failed = counts.get("failed", (0, 0))[0]
+    pending = [(r.path, r.size) for r in stores.catalog.job_files(job.id, "pending")]
+
+    def report() -> None:
+        if progress:
+            progress(JobProgress(total_files, done_files, failed, total_bytes, done_bytes))
+
+    report()
+    if not pending:
+        return
+    attempts: dict[str, int] = {}
+    queue = list(reversed(pending))
+    updates: list[dict[str, Any]] = []
+    last_flush = time.monotonic()
+    while queue:
+        executor = _pool(stores)
+        in_flight: dict[cf.Future[tuple[str, Any]], tuple[str, int]] = {}
+        try:
+            limit = stores.settings.resolved_workers * 4
+            while queue or in_flight:
+                while queue and len(in_flight) < limit:
+                    path, size = queue.pop()
+                    in_flight[executor.submit(_stage_task, path, options)] = (path, size)
+                done, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
+                for future in done:
+                    path, size = in_flight.pop(future)
+                    status, payload = future.result()
+                    if status == "staged":
+                        updates.append({"path": path, "status": "staged", "record": payload})
+                    else:
+                        failed += 1
+                        updates.append({"path": path, "status": "failed", "message": json.dumps(payload)})
+                    done_files += 1
+                    done_bytes += size
+                if updates and (time.monotonic() - last_flush > 0.5 or len(updates) >= 64 or not in_flight):
+                    stores.catalog.update_job_files(job.id, updates)
+                    updates, last_flush = [], time.monotonic()
+                    report()
+        except cf.process.BrokenProcessPool:
+            # A worker died (a decoder crashed on some file). Retry what was in flight; a file
+            # that kills a worker twice is reported as failed, the rest of the job goes on.
+            for path, size in in_flight.values():
+                attempts[path] = attempts.get(path, 0) + 1
+                if attempts[path] >= 2:
+                    failed += 1
+                    done_files += 1
+                    done_bytes += size
+                    updates.append({"path": path, "status": "failed", "message": json.dumps(
+                        {"exceptionType": "ValidationException",
+                         "message": "the file crashed the decoder; it was not stored"})})
+                else:
+                    queue.append((path, size))
+        finally:
+            executor.shutdown(wait=True, cancel_futures=True)
+    if updates:
+        stores.catalog.update_job_files(job.id, updates)
+    report()
+
+
+# -- assembly and manifests -----------------------------------------------------------------------
+
+def _assemble_staged(stores: Stores, job: ImportJob) -> None:
+    while True:
+        rows = stores.catalog.job_files(job.id, "staged", with_record=True, limit=ASSEMBLY_CHUNK)
+        if not rows:
+            return
+        staged = [json.loads(gzip.decompress(r.record)) for r in rows]
+        placements = assemble(stores.catalog, stores.blobs, job.datastore_id, staged)
+        stores.catalog.update_job_files(job.id, [
+            {"path": r.path, "status": "committed", "record": None, "image_set_id": p.image_set_id,
+             "message": json.dumps(_success(p, s))}
+            for r, p, s in zip(rows, placements, staged)])
+
+
+def _success(placement: Placement, staged: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = {"imageSetId": placement.image_set_id, "imageSetVersion": placement.version,
+                              "isPrimary": placement.is_primary}
+    if staged["warnings"]:
+        result["warnings"] = staged["warnings"]
+    return result
+
+
+def _ndjson(lines: Iterator[dict[str, Any]]) -> bytes:
+    return "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode()
+
+
+def _write_manifests(stores: Stores, job: ImportJob) -> JobSummary:
+    rows = stores.catalog.job_files(job.id)
+    success, warning, failure = [], [], []
+    image_sets: dict[str, dict[str, Any]] = {}
+    server_errors = 0
+    for r in rows:
+        info = json.loads(r.message) if r.message else {}
+        if r.status == "committed":
+            entry = {"inputFile": r.path, "importResponse": {
+                "imageSetId": info["imageSetId"], "isPrimary": info["isPrimary"]}}
+            success.append(entry)
+            if info.get("warnings"):
+                warning.append({"inputFile": r.path, "importResponse": info})
+            summary = image_sets.setdefault(info["imageSetId"], {
+                "imageSetId": info["imageSetId"], "imageSetVersion": info["imageSetVersion"],
+                "isPrimary": info["isPrimary"], "numberOfMatchedSOPInstances": 0})
+            summary["numberOfMatchedSOPInstances"] += 1
+            summary["imageSetVersion"] = max(summary["imageSetVersion"], info["imageSetVersion"])
+        elif r.status == "failed":
+            failure.append({"inputFile": r.path, "exception": info})
+            server_errors += info.get("exceptionType") == "InternalServerException"
+    out_uri = job_output_uri(job)
+    out = parse_location(out_uri)
+    out.write_bytes("SUCCESS/success.ndjson", _ndjson(iter(success)))
+    out.write_bytes("FAILURE/failure.ndjson", _ndjson(iter(failure)))
+    out.write_bytes("WARNING/warning.ndjson", _ndjson(iter(warning)))
+    manifest = {"jobSummary": {
+        "jobId": job.id, "datastoreId": job.datastore_id, "inputS3Uri": job.input_uri,
+        "outputS3Uri": out_uri, "successOutputS3Uri": out_uri + "SUCCESS/",
+        "failureOutputS3Uri": out_uri + "FAILURE/", "warningsOutputS3Uri": out_uri + "WARNING/",
+        "numberOfScannedFiles": len(rows), "numberOfImportedFiles": len(success),
+        "numberOfFilesWithCustomerError": len(failure) - server_errors,
+        "numberOfFilesWithServerError": server_errors,
+        "numberOfGeneratedImageSets": len(image_sets),
+        "imageSetsSummary": list(image_sets.values())}}
+    out.write_bytes("job-output-manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False).encode())
+    return JobSummary(job=job, scanned=len(rows), imported=len(success), failed=len(failure),
+                      image_sets=list(image_sets.values()), output_uri=out_uri)

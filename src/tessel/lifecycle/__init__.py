@@ -1,0 +1,1 @@
+"""Datastores and image-set life cycle."""
