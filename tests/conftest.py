@@ -10,6 +10,8 @@ import pytest
 from tessel.config import Settings
 from tessel.stores import Stores, open_stores
 
+pytest_plugins = ("tests.s3server",)  # the `s3_server` fixture (moto on a loopback port)
+
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:

@@ -22,4 +22,4 @@ class Stores:
 def open_stores(settings: Settings) -> Stores:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return Stores(settings=settings, catalog=Catalog.open(settings.resolved_catalog_url),
-                  blobs=open_blob_store(settings.resolved_blob_url))
+                  blobs=open_blob_store(settings.resolved_blob_url, settings))

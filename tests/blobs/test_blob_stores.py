@@ -1,4 +1,4 @@
-"""Contract tests run over every blob store adapter."""
+"""Contract tests run over every blob store adapter: file, memory and S3 (`store` in conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,7 @@ import pytest
 
 from tessel.blobs import BlobStore, keys
 from tessel.blobs.file import FileBlobStore
-from tessel.blobs.memory import MemoryBlobStore
 from tessel.errors import InvalidInput, NotFound
-
-
-@pytest.fixture(params=["file", "memory"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
-    if request.param == "file":
-        return FileBlobStore(tmp_path / "blobs")
-    return MemoryBlobStore()
 
 
 def test_put_then_get_returns_same_bytes(store: BlobStore) -> None:
@@ -48,6 +40,48 @@ def test_list_by_prefix(store: BlobStore) -> None:
     for k in ("ds/1/a", "ds/1/b", "ds/2/a"):
         store.put(k, b"")
     assert sorted(store.list("ds/1/")) == ["ds/1/a", "ds/1/b"]
+
+
+def test_get_range_past_the_end_reads_what_is_there(store: BlobStore) -> None:
+    store.put("x", b"0123456789")
+    assert store.get_range("x", 8, 100) == b"89"
+    assert store.get_range("x", 10, 5) == b""
+    assert store.get_range("x", 50, 5) == b""
+    assert store.get_range("x", 3, 0) == b""
+
+
+def test_get_range_of_a_missing_blob_is_not_found(store: BlobStore) -> None:
+    with pytest.raises(NotFound):
+        store.get_range("nope", 0, 10)
+
+
+def test_binary_and_empty_blobs_round_trip(store: BlobStore) -> None:
+    data = bytes(range(256)) * 64
+    store.put("bin", data)
+    store.put("empty", b"")
+    assert store.get("bin") == data
+    assert store.get("empty") == b""
+    assert store.exists("empty")
+
+
+def test_list_with_an_empty_prefix_returns_every_key(store: BlobStore) -> None:
+    for k in ("a", "b/c", "b/d/e"):
+        store.put(k, b"x")
+    assert sorted(store.list("")) == ["a", "b/c", "b/d/e"]
+
+
+def test_list_of_an_unknown_prefix_is_empty(store: BlobStore) -> None:
+    store.put("ds/1/a", b"")
+    assert list(store.list("ds/9/")) == []
+
+
+def test_deleted_blob_is_gone_from_get_and_list(store: BlobStore) -> None:
+    store.put("ds/1/a", b"1")
+    store.put("ds/1/b", b"2")
+    store.delete("ds/1/a")
+    with pytest.raises(NotFound):
+        store.get("ds/1/a")
+    assert list(store.list("ds/1/")) == ["ds/1/b"]
 
 
 def test_file_store_refuses_keys_that_escape_its_root(tmp_path: Path) -> None:

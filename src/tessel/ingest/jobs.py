@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from tessel.blobs import BlobStore, open_blob_store
+from tessel.blobs.s3 import S3Client, s3_client
 from tessel.catalog.models import DatastoreStatus, ImportJob, JobId, JobStatus
+from tessel.config import Settings
 from tessel.errors import Conflict, InvalidInput, NotFound, TesselError
 from tessel.ingest.assemble import Placement, assemble
 from tessel.ingest.locations import parse_location
@@ -119,8 +121,8 @@ def run_import_job(stores: Stores, job_id: str, *,
 
 
 def _run(stores: Stores, job: ImportJob, progress: Callable[[JobProgress], None] | None) -> JobSummary:
-    source = parse_location(job.input_uri)
-    if not source.root.exists():
+    source = parse_location(job.input_uri, stores.settings)
+    if not source.exists():
         raise InvalidInput(f"input {job.input_uri} does not exist")
     if not stores.catalog.job_files(job.id, limit=1):
         stores.catalog.add_job_files(job.id, source.files())
@@ -134,18 +136,35 @@ def _run(stores: Stores, job: ImportJob, progress: Callable[[JobProgress], None]
 # -- staging on a process pool --------------------------------------------------------------------
 
 _worker_blobs: BlobStore | None = None
+_worker_settings: Settings | None = None
+_worker_s3: S3Client | None = None
 
 
-def _worker_init(blob_url: str) -> None:
-    global _worker_blobs
-    _worker_blobs = open_blob_store(blob_url)
+def _worker_init(blob_url: str, settings: Settings | None = None) -> None:
+    # Settings travel to the worker (S3 endpoint and credentials); clients cannot be pickled.
+    global _worker_blobs, _worker_settings, _worker_s3
+    _worker_settings, _worker_s3 = settings, None
+    _worker_blobs = open_blob_store(blob_url, settings)
+
+
+def _source_client() -> S3Client:
+    global _worker_s3
+    if _worker_s3 is None:  # one pooled client per worker, made on its first s3:// source
+        _worker_s3 = s3_client(_worker_settings)
+    return _worker_s3
 
 
 def _stage_task(path: str, options: StagingOptions) -> tuple[str, Any]:
     assert _worker_blobs is not None
     try:
-        return "staged", gzip.compress(json.dumps(stage_file(path, _worker_blobs, options)).encode(), 3)
-    except InvalidInput as exc:
+        if path.startswith("s3://"):
+            from tessel.ingest.s3 import stage_object
+
+            staged = stage_object(path, _source_client(), _worker_blobs, options)
+        else:
+            staged = stage_file(path, _worker_blobs, options)
+        return "staged", gzip.compress(json.dumps(staged).encode(), 3)
+    except (InvalidInput, NotFound) as exc:  # NotFound: deleted between the scan and its staging
         return "failed", {"exceptionType": "ValidationException", "message": exc.message}
     except RecursionError:
         return "failed", {"exceptionType": "ValidationException",
@@ -162,7 +181,7 @@ def _pool(stores: Stores) -> cf.Executor:
     workers = stores.settings.resolved_workers
     context = multiprocessing.get_context("forkserver")
     return cf.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init,
-                                  initargs=(stores.settings.resolved_blob_url,))
+                                  initargs=(stores.settings.resolved_blob_url, stores.settings))
 
 
 def _stage_pending(stores: Stores, job: ImportJob, options: StagingOptions,
@@ -258,6 +277,11 @@ def _ndjson(lines: Iterator[dict[str, Any]]) -> bytes:
     return "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode()
 
 
+def _input_file(path: str) -> str:
+    # AHI manifests name an S3 source by its object key (prefix included), not by its URI.
+    return path[len("s3://"):].partition("/")[2] if path.startswith("s3://") else path
+
+
 def _write_manifests(stores: Stores, job: ImportJob) -> JobSummary:
     rows = stores.catalog.job_files(job.id)
     success, warning, failure = [], [], []
@@ -266,21 +290,21 @@ def _write_manifests(stores: Stores, job: ImportJob) -> JobSummary:
     for r in rows:
         info = json.loads(r.message) if r.message else {}
         if r.status == "committed":
-            entry = {"inputFile": r.path, "importResponse": {
+            entry = {"inputFile": _input_file(r.path), "importResponse": {
                 "imageSetId": info["imageSetId"], "isPrimary": info["isPrimary"]}}
             success.append(entry)
             if info.get("warnings"):
-                warning.append({"inputFile": r.path, "importResponse": info})
+                warning.append({"inputFile": _input_file(r.path), "importResponse": info})
             summary = image_sets.setdefault(info["imageSetId"], {
                 "imageSetId": info["imageSetId"], "imageSetVersion": info["imageSetVersion"],
                 "isPrimary": info["isPrimary"], "numberOfMatchedSOPInstances": 0})
             summary["numberOfMatchedSOPInstances"] += 1
             summary["imageSetVersion"] = max(summary["imageSetVersion"], info["imageSetVersion"])
         elif r.status == "failed":
-            failure.append({"inputFile": r.path, "exception": info})
+            failure.append({"inputFile": _input_file(r.path), "exception": info})
             server_errors += info.get("exceptionType") == "InternalServerException"
     out_uri = job_output_uri(job)
-    out = parse_location(out_uri)
+    out = parse_location(out_uri, stores.settings)
     out.write_bytes("SUCCESS/success.ndjson", _ndjson(iter(success)))
     out.write_bytes("FAILURE/failure.ndjson", _ndjson(iter(failure)))
     out.write_bytes("WARNING/warning.ndjson", _ndjson(iter(warning)))

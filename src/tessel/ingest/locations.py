@@ -1,7 +1,7 @@
-"""Import sources and outputs named by URI: file:///abs/path/ (and plain paths).
+"""Import sources and outputs named by URI: file:///abs/path/ (and plain paths) or s3://bucket/prefix/.
 
-S3 URIs are read through boto3 by the AHI front end's import (a later adapter);
-here a location lists files and writes the job's manifest files.
+A location lists the files a job imports and writes the job's manifest files;
+`tessel.ingest.s3.S3Location` is the S3 one, reached through TESSEL_S3_ENDPOINT_URL.
 """
 
 from __future__ import annotations
@@ -9,10 +9,30 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator, Protocol
 from urllib.parse import unquote, urlparse
 
-from tessel.errors import InvalidInput, Unsupported
+from tessel.errors import InvalidInput, NotFound, Unsupported
+
+if TYPE_CHECKING:
+    from tessel.config import Settings
+
+
+class Location(Protocol):
+    @property
+    def uri(self) -> str: ...
+
+    def exists(self) -> bool: ...
+
+    def files(self) -> Iterator[tuple[str, int]]:
+        """(name a worker can read, size) of every file, recursively, in a stable order."""
+
+    def child(self, name: str) -> "Location": ...
+
+    def write_bytes(self, relpath: str, data: bytes) -> None: ...
+
+    def read_bytes(self, name: str) -> bytes:
+        """The bytes of one file, named as `files()` names it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +42,9 @@ class FileLocation:
     @property
     def uri(self) -> str:
         return self.root.as_uri() + "/"
+
+    def exists(self) -> bool:
+        return self.root.exists()
 
     def files(self) -> Iterator[tuple[str, int]]:
         """(absolute path, size) of every file below the root, recursively, in a stable order."""
@@ -45,8 +68,21 @@ class FileLocation:
         tmp.write_bytes(data)
         os.replace(tmp, target)
 
+    def read_bytes(self, name: str) -> bytes:
+        try:
+            return Path(name).read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"{name} does not exist") from None
 
-def parse_location(uri: str) -> FileLocation:
+
+def parse_location(uri: str, settings: Settings | None = None) -> Location:
+    """`settings` supplies the S3 endpoint and credentials for s3:// URIs (else the AWS defaults)."""
+    if uri.startswith("s3://"):
+        from tessel.blobs.s3 import s3_client, split_s3_uri
+        from tessel.ingest.s3 import S3Location
+
+        bucket, prefix = split_s3_uri(uri)
+        return S3Location(bucket, prefix, s3_client(settings))
     if "://" not in uri:
         return FileLocation(Path(uri).resolve())
     parsed = urlparse(uri)
@@ -54,10 +90,13 @@ def parse_location(uri: str) -> FileLocation:
         if parsed.netloc not in ("", "localhost"):
             raise InvalidInput(f"{uri}: file URIs must be file:///absolute/path")
         return FileLocation(Path(unquote(parsed.path)))
-    raise Unsupported(f"{uri}: only file:/// locations are supported by this import path")
+    raise Unsupported(f"{uri}: only s3://bucket/prefix and file:///absolute/path locations are supported")
 
 
-def check_under_roots(location: FileLocation, roots: tuple[Path, ...], what: str) -> None:
+def check_under_roots(location: Location, roots: tuple[Path, ...], what: str) -> None:
+    """file:// locations must lie under the import roots; S3 access is governed by its credentials."""
+    if not isinstance(location, FileLocation):
+        return
     resolved = location.root.resolve()
     if not any(resolved == r or r in resolved.parents for r in roots):
         raise InvalidInput(f"{what} {location.uri} is outside the configured import roots "
