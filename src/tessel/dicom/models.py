@@ -78,3 +78,6 @@ class ParsedInstance:
     bulk: list[BulkRef]
     open_source: Callable[[], BinaryIO]  # opens the bytes that offsets refer to
     warnings: list[dict[str, Any]] = field(default_factory=list)
+    # The elements as read (tessel.dicom.document.RawHeader), for instance_levels: reading values
+    # through `dataset` converts them in place (pydicom strips IS/DS padding), this copy stays raw.
+    header: Any = None
