@@ -26,6 +26,7 @@ install: $(STAMP)
 dev: $(DEVSTAMP)
 
 test: $(DEVSTAMP)
+	bash scripts/test-setup.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: $(STAMP)

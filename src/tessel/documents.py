@@ -19,13 +19,13 @@ def new_document(datastore_id: str, image_set_id: str) -> dict[str, Any]:
 
 
 def put_instance(doc: dict[str, Any], staged: dict[str, Any]) -> None:
-    """Add or replace one staged instance. Patient/Study/Series attributes come from the
-    first instance that brings them; later instances only add attributes not yet present."""
-    _merge_missing(doc["Patient"]["DICOM"], staged["patient"])
-    _merge_missing(doc["Study"]["DICOM"], staged["study"])
+    """Add or replace one staged instance. Its Patient/Study/Series attributes update those
+    levels (the newest instance wins), so a corrected re-import shows in the new version."""
+    doc["Patient"]["DICOM"].update(staged["patient"])
+    doc["Study"]["DICOM"].update(staged["study"])
     series = doc["Study"]["Series"].setdefault(
         staged["series_instance_uid"], {"DICOM": {}, "Instances": {}})
-    _merge_missing(series["DICOM"], staged["series"])
+    series["DICOM"].update(staged["series"])
     series["Instances"][staged["sop_instance_uid"]] = staged["instance"]
 
 
@@ -44,12 +44,6 @@ def iter_instances(doc: dict[str, Any]) -> Any:
     for series_uid, series in doc["Study"]["Series"].items():
         for sop_uid, node in series["Instances"].items():
             yield series_uid, sop_uid, node
-
-
-def _merge_missing(target: dict[str, Any], source: dict[str, Any]) -> None:
-    for key, value in source.items():
-        if key not in target:
-            target[key] = value
 
 
 def encode(doc: dict[str, Any]) -> bytes:

@@ -207,9 +207,12 @@ class Catalog:
 
     def count_instances(self, conn: Connection, image_set_id: str) -> tuple[int, int]:
         """(number of series, number of instances) in the image set."""
-        row = conn.execute(sa.select(sa.func.count(sa.distinct(instances.c.series_instance_uid)),
-                                     sa.func.count()).where(instances.c.image_set_id == image_set_id)).one()
-        return int(row[0]), int(row[1])
+        series = sa.select(instances.c.series_instance_uid).where(
+            instances.c.image_set_id == image_set_id).distinct().subquery()
+        n_series = conn.execute(sa.select(sa.func.count()).select_from(series)).scalar_one()
+        n_instances = conn.execute(sa.select(sa.func.count()).select_from(instances).where(
+            instances.c.image_set_id == image_set_id)).scalar_one()
+        return int(n_series), int(n_instances)
 
     def get_frame(self, image_set_id: str, frame_id: str) -> FrameLocation | None:
         with self.read() as conn:
