@@ -1,0 +1,270 @@
+"""SearchImageSets (spec section 6): filters, sort and keyset pagination on catalog columns only.
+
+No document is read: every filter and sort is a column of `image_sets` with an
+index that starts (datastore_id, <equality column>, <sort column>, id), so a page
+is one index range scan however many image sets match. Deleted image sets are
+left out.
+
+Pages continue after the last row of the previous page (keyset pagination), so
+concurrent changes never repeat or skip rows that did not move. The cursor is
+opaque: base64url of the last row's sort value and id, plus a fingerprint of the
+criteria so that a cursor cannot be replayed against a different search.
+
+Image sets without a study date sort as the smallest DICOMStudyDateAndTime: last
+when descending, first when ascending. They are read as a segment of their own
+(`study_date_time IS NULL`, ordered by id), which keeps both segments indexable
+on every database whatever its NULL ordering.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.sql.elements import ColumnElement
+
+from tessel.catalog import Catalog
+from tessel.catalog.models import ImageSet, ImageSetState, ImageSetWorkflowStatus
+from tessel.catalog.sql.tables import image_sets
+from tessel.documents import study_date_time
+from tessel.errors import InvalidInput
+
+
+class SearchOperator(StrEnum):
+    EQUAL = "EQUAL"
+    BETWEEN = "BETWEEN"
+
+
+class SortField(StrEnum):
+    UPDATED_AT = "updatedAt"
+    CREATED_AT = "createdAt"
+    DICOM_STUDY_DATE_AND_TIME = "DICOMStudyDateAndTime"
+
+
+class SortOrder(StrEnum):
+    ASC = "ASC"
+    DESC = "DESC"
+
+
+@dataclass(frozen=True, slots=True)
+class SearchFilter:
+    operator: SearchOperator | str
+    field: str
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SearchCriteria:
+    filters: tuple[SearchFilter, ...] = ()
+    sort_field: SortField | str | None = None
+    sort_order: SortOrder | str = SortOrder.DESC
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    image_sets: list[ImageSet]
+    next_cursor: str | None
+
+
+EQUAL_COLUMNS: dict[str, sa.Column[Any]] = {
+    "DICOMPatientId": image_sets.c.patient_id,
+    "DICOMAccessionNumber": image_sets.c.accession_number,
+    "DICOMStudyId": image_sets.c.study_id,
+    "DICOMStudyInstanceUID": image_sets.c.study_instance_uid,
+    "DICOMSeriesInstanceUID": image_sets.c.series_instance_uid,
+    "isPrimary": image_sets.c.is_primary,
+}
+RANGE_COLUMNS: dict[str, sa.Column[Any]] = {
+    "createdAt": image_sets.c.created_at,
+    "updatedAt": image_sets.c.updated_at,
+    "DICOMStudyDateAndTime": image_sets.c.study_date_time,
+}
+SORT_COLUMNS: dict[SortField, sa.Column[Any]] = {
+    SortField.UPDATED_AT: image_sets.c.updated_at,
+    SortField.CREATED_AT: image_sets.c.created_at,
+    SortField.DICOM_STUDY_DATE_AND_TIME: image_sets.c.study_date_time,
+}
+MAX_FILTERS = 2
+_DATE = re.compile(r"\d{8}")
+_TIME = re.compile(r"\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?")
+_VALUES, _NULLS = "v", "n"  # cursor segments: rows with a sort value, rows without one
+
+
+def search_image_sets(catalog: Catalog, datastore_id: str, criteria: SearchCriteria, *, limit: int,
+                      cursor: str | None) -> SearchPage:
+    """One page of live image sets of the datastore matching every filter, in the requested order."""
+    if limit < 1:
+        raise InvalidInput("limit must be at least 1")
+    filters, conditions = _conditions(criteria.filters)
+    conditions = [image_sets.c.datastore_id == datastore_id,
+                  image_sets.c.state != ImageSetState.DELETED.value, *conditions]
+    sort_field = _enum(SortField, criteria.sort_field or SortField.UPDATED_AT, "sort field")
+    descending = _enum(SortOrder, criteria.sort_order, "sort order") == SortOrder.DESC
+    column = SORT_COLUMNS[sort_field]
+    nullable = sort_field == SortField.DICOM_STUDY_DATE_AND_TIME
+    # A range on another column than the sort, with no equality filter to narrow it: no index
+    # gives both order and range, so sort the (value, id) pairs of the range's covering index
+    # (ix_image_sets_<range>_by_<sort>) and fetch only the page's rows. Sorting on an
+    # expression keeps the planner off the sort column's index.
+    ranges = [RANGE_COLUMNS[f] for op, f in filters if op == SearchOperator.BETWEEN]
+    deferred = len(ranges) == len(filters) > 0 and all(r is not column for r in ranges)
+    sort_key: ColumnElement[Any] = column
+    if deferred:
+        sort_key = column.concat("") if nullable else column + 0
+    fingerprint = _fingerprint(datastore_id, criteria, sort_field, descending)
+    segment, after = _read_cursor(cursor, fingerprint, nullable) if cursor else (None, None)
+    # Nulls are the smallest values: they come last when descending, first when ascending.
+    segments = [_VALUES] if not nullable else ([_VALUES, _NULLS] if descending else [_NULLS, _VALUES])
+    if any(r is column for r in ranges):
+        segments = [_VALUES]  # a range on the sort column matches no image set without a value
+    if segment is not None:
+        if segment not in segments:
+            raise InvalidInput("nextToken is not valid for this search")
+        segments = segments[segments.index(segment):]
+    rows: list[tuple[str, Any]] = []  # (segment, row)
+    with catalog.read() as conn:
+        for index, current in enumerate(segments):
+            wanted = limit + 1 - len(rows)
+            if wanted <= 0:
+                break
+            position = after if index == 0 else None
+            where = list(conditions)
+            order: list[ColumnElement[Any]]
+            if current == _VALUES:
+                if nullable:
+                    where.append(column.is_not(None))
+                order = [sort_key.desc(), image_sets.c.id.desc()] if descending else [sort_key, image_sets.c.id]
+                if position is not None:
+                    key = sa.tuple_(sort_key, image_sets.c.id)
+                    last = sa.tuple_(sa.literal(position[0]), sa.literal(position[1]))
+                    where.append(key < last if descending else key > last)
+            else:
+                where.append(column.is_(None))
+                order = [image_sets.c.id.desc() if descending else image_sets.c.id]
+                if position is not None:
+                    where.append(image_sets.c.id < position[1] if descending else image_sets.c.id > position[1])
+            if deferred:
+                ids = sa.select(image_sets.c.id).where(*where).order_by(*order).limit(wanted)
+                query = sa.select(image_sets).where(image_sets.c.id.in_(ids))
+                order = [column.desc() if descending else column, *order[1:]] if current == _VALUES else order
+                query = query.order_by(*order)
+            else:
+                query = sa.select(image_sets).where(*where).order_by(*order).limit(wanted)
+            for row in conn.execute(query):
+                rows.append((current, row))
+    page = rows[:limit]
+    next_cursor = None
+    if len(rows) > limit:
+        last_segment, last_row = page[-1]
+        next_cursor = _write_cursor(fingerprint, last_segment, getattr(last_row, column.name), last_row.id)
+    return SearchPage([_image_set(row) for _, row in page], next_cursor)
+
+
+def _image_set(row: Any) -> ImageSet:
+    values = dict(row._mapping)
+    values["state"] = ImageSetState(values["state"])
+    values["workflow_status"] = ImageSetWorkflowStatus(values["workflow_status"])
+    return ImageSet(**values)
+
+
+def _enum(kind: Any, value: Any, what: str) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(m.value for m in kind)
+        raise InvalidInput(f"unknown {what} {value!r}; expected one of {allowed}") from None
+
+
+def _conditions(filters: Sequence[SearchFilter]) -> tuple[list[tuple[SearchOperator, str]],
+                                                          list[ColumnElement[bool]]]:
+    """The validated (operator, field) pairs and their SQL conditions."""
+    if len(filters) > MAX_FILTERS:
+        raise InvalidInput(f"a search takes at most {MAX_FILTERS} filters, not {len(filters)}")
+    checked: list[tuple[SearchOperator, str]] = []
+    conditions: list[ColumnElement[bool]] = []
+    for number, search_filter in enumerate(filters, 1):
+        operator = _enum(SearchOperator, search_filter.operator, "operator")
+        field, values = search_filter.field, tuple(search_filter.values)
+        where = f"filter {number} ({field} {operator.value})"
+        if operator == SearchOperator.EQUAL:
+            if field not in EQUAL_COLUMNS:
+                raise InvalidInput(f"{where}: EQUAL works on {', '.join(EQUAL_COLUMNS)}; use BETWEEN "
+                                   f"for {field}" if field in RANGE_COLUMNS else f"{where}: unknown field")
+            if len(values) != 1:
+                raise InvalidInput(f"{where}: EQUAL takes exactly one value, not {len(values)}")
+            conditions.append(EQUAL_COLUMNS[field] == _equal_value(field, values[0], where))
+        else:
+            if field not in RANGE_COLUMNS:
+                raise InvalidInput(f"{where}: BETWEEN works on {', '.join(RANGE_COLUMNS)}; use EQUAL "
+                                   f"for {field}" if field in EQUAL_COLUMNS else f"{where}: unknown field")
+            if len(values) != 2:
+                raise InvalidInput(f"{where}: BETWEEN takes a lower and an upper bound, not "
+                                   f"{len(values)} value(s)")
+            low, high = (_range_value(field, v, where) for v in values)
+            if low > high:
+                raise InvalidInput(f"{where}: the lower bound is after the upper bound")
+            conditions.append(RANGE_COLUMNS[field].between(low, high))
+        checked.append((operator, field))
+    return checked, conditions
+
+
+def _equal_value(field: str, value: Any, where: str) -> Any:
+    if field == "isPrimary":
+        if not isinstance(value, bool):
+            raise InvalidInput(f"{where}: isPrimary is true or false")
+        return value
+    if not isinstance(value, str):
+        raise InvalidInput(f"{where}: the value is a string")
+    return value
+
+
+def _range_value(field: str, value: Any, where: str) -> Any:
+    if field == "DICOMStudyDateAndTime":
+        if not (isinstance(value, (tuple, list)) and len(value) == 2):
+            raise InvalidInput(f"{where}: each bound is (DICOMStudyDate, DICOMStudyTime or None)")
+        date, time_ = value
+        if not isinstance(date, str) or not _DATE.fullmatch(date):
+            raise InvalidInput(f"{where}: DICOMStudyDate {date!r} is not YYYYMMDD")
+        if time_ is not None and (not isinstance(time_, str) or not _TIME.fullmatch(time_)):
+            raise InvalidInput(f"{where}: DICOMStudyTime {time_!r} is not HHMMSS[.FFFFFF]")
+        return study_date_time(date, time_ or None)  # a missing time is 00:00:00, as in AHI
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInput(f"{where}: {field} bounds are epoch seconds")
+    return float(value)
+
+
+def _fingerprint(datastore_id: str, criteria: SearchCriteria, sort_field: SortField, descending: bool) -> str:
+    described = [datastore_id, sort_field.value, descending,
+                 [[str(f.operator), f.field, [list(v) if isinstance(v, tuple) else v for v in f.values]]
+                  for f in criteria.filters]]
+    return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _write_cursor(fingerprint: str, segment: str, value: Any, image_set_id: str) -> str:
+    raw = json.dumps([1, fingerprint, segment, value, image_set_id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _read_cursor(cursor: str, fingerprint: str, text_sort: bool) -> tuple[str, tuple[Any, str]]:
+    invalid = InvalidInput("nextToken is not a token this service issued")
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        version, found, segment, value, image_set_id = json.loads(raw)
+    except (binascii.Error, ValueError, TypeError):
+        raise invalid from None
+    if version != 1 or not isinstance(image_set_id, str) or segment not in (_VALUES, _NULLS):
+        raise invalid
+    if found != fingerprint:
+        raise InvalidInput("nextToken belongs to a different search (filters, sort or datastore changed)")
+    # The token is only base64: check what goes into SQL has the sort column's type.
+    if segment == _VALUES and not (isinstance(value, str) if text_sort else
+                                   isinstance(value, (int, float)) and not isinstance(value, bool)):
+        raise invalid
+    return segment, (value, image_set_id)
