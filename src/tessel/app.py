@@ -13,8 +13,13 @@ from typing import Any, AsyncIterator
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 
-from tessel import __version__
+from starlette.middleware.cors import CORSMiddleware
+
+from tessel import __version__, ahi, dicomweb, documents
+from tessel.catalog import query
+from tessel.auth import KeyStore, bootstrap
 from tessel.config import Settings
+from tessel.dimse import DimseServer
 from tessel.errors import Conflict, Unavailable
 from tessel.ingest import jobs
 from tessel.stores import Stores, open_stores
@@ -76,21 +81,31 @@ class JobRunner:
             self._wake.clear()
 
 
-def create_app(settings: Settings, stores: Stores | None = None) -> FastAPI:
+def create_app(settings: Settings, stores: Stores | None = None, *, no_auth: bool = False) -> FastAPI:
     stores = stores or open_stores(settings)
+    # Primary image sets committed before the DICOM query index existed (migration 0004) get their rows.
+    query.backfill(stores.catalog, lambda key: documents.decode(stores.blobs.get(key)))
     runner = JobRunner(stores)
+    dimse = DimseServer(stores, settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         runner.start()
         try:
-            yield
+            dimse.start()  # DIMSE on settings.dicom_port (already bound by serve())
+            try:
+                yield
+            finally:
+                dimse.stop()
         finally:
             runner.stop()
 
     app = FastAPI(title="tessel", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.stores = stores
     app.state.jobs = runner
+    app.state.dimse = dimse
+    app.state.keys = KeyStore(stores.catalog)
+    app.state.bootstrap = bootstrap(app.state.keys, settings)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, Any]:
@@ -105,10 +120,13 @@ def create_app(settings: Settings, stores: Stores | None = None) -> FastAPI:
                  f"tessel_datastores {len(datastores)}"]
         return "\n".join(lines) + "\n"
 
+    dicomweb.install(app, no_auth=no_auth)  # /datastore/{datastoreId}/studies..., before the AHI catch-alls
+    ahi.install(app)  # the AHI API sits on the root path
+    app.add_middleware(CORSMiddleware, **dicomweb.cors_options(settings))  # browsers on other origins
     return app
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, *, no_auth: bool = False) -> None:
     """Run the HTTP server until interrupted; exits with a one-line reason on failure."""
     import socket
 
@@ -119,17 +137,30 @@ def serve(settings: Settings) -> None:
     except OSError as exc:
         raise Unavailable(f"data directory {settings.data_dir} is unusable: {exc}") from None
     try:
-        sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
+        # proto=IPPROTO_TCP: asyncio turns Nagle off (TCP_NODELAY) only on sockets that say TCP;
+        # with proto 0 every response waited ~40 ms for the client's delayed ACK.
+        sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET, socket.SOCK_STREAM,
+                             socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             sock.bind((settings.host, settings.port))
         except OSError as exc:
             raise Unavailable(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
         app = create_app(settings)
+        app.state.dimse.bind()  # a taken DICOM port fails here, with its one-line reason
         config = uvicorn.Config(app, log_level="warning", access_log=False)
         server = uvicorn.Server(config)
         print(f"tessel {__version__} serving {settings.data_dir.resolve()} on "
               f"http://{settings.host}:{settings.port}", flush=True)
+        print(f"DIMSE: AE title {settings.ae_title} on {settings.host}:{app.state.dimse.port}", flush=True)
+        key = app.state.bootstrap
+        if key.secret is not None:  # generated just now: the only time it is shown
+            print("administrator access key (printed once, keep it):\n"
+                  f"  AWS_ACCESS_KEY_ID={key.access_key_id}\n"
+                  f"  AWS_SECRET_ACCESS_KEY={key.secret.reveal()}", flush=True)
+        else:
+            print(f"administrator access key id: {key.access_key_id} ({key.source})", flush=True)
         server.run(sockets=[sock])
     finally:
         lock.release()

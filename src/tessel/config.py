@@ -59,6 +59,8 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("port", "TESSEL_PORT", "--port", "8080", "HTTP port"),
     SettingSpec("dicom_port", "TESSEL_DICOM_PORT", "--dicom-port", "11112", "DICOM (DIMSE) port"),
     SettingSpec("ae_title", "TESSEL_AE_TITLE", "--ae-title", "TESSEL", "DIMSE AE title"),
+    SettingSpec("dicom_datastore", "TESSEL_DICOM_DATASTORE", "--dicom-datastore", None,
+                "datastore (id or name) that DIMSE stores into and queries (default: the only datastore)"),
     SettingSpec("workers", "TESSEL_WORKERS", "--workers", None,
                 "processes for CPU-bound import work (default: the number of cores)"),
     SettingSpec("region", "TESSEL_REGION", None, "us-east-1", "region named in ARNs"),
@@ -86,6 +88,7 @@ class Settings:
     port: int = 8080
     dicom_port: int = 11112
     ae_title: str = "TESSEL"
+    dicom_datastore: str | None = None
     workers: int | None = None
     region: str = "us-east-1"
     account_id: str = "000000000000"

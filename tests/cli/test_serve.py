@@ -20,7 +20,8 @@ def free_port() -> int:
 
 
 def serve_cmd(data: Path, port: int) -> list[str]:
-    return [sys.executable, "-m", "tessel.cli.main", "serve", "--data-dir", str(data), "--port", str(port)]
+    return [sys.executable, "-m", "tessel.cli.main", "serve", "--data-dir", str(data), "--port", str(port),
+            "--dicom-port", str(free_port())]
 
 
 def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> httpx.Response:
@@ -46,7 +47,7 @@ def server(tmp_path: Path) -> Iterator[tuple[Path, int]]:
         yield tmp_path / "data", port
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        proc.communicate(timeout=30)  # drains and closes the pipes
 
 
 def test_healthz_answers_once_ready(server: tuple[Path, int]) -> None:

@@ -7,20 +7,25 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from tessel.cli import ae as ae_cli
+from tessel.cli import token as token_cli
 from tessel.config import Settings, load_settings
 from tessel.errors import TesselError
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     flags = {name: getattr(args, name, None) for name in
-             ("data_dir", "host", "port", "dicom_port", "ae_title", "workers")}
+             ("data_dir", "host", "port", "dicom_port", "ae_title", "dicom_datastore", "workers")}
     return load_settings(flags)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from tessel.app import serve
 
-    serve(_settings(args))
+    if args.no_auth:
+        print("WARNING: --no-auth: DICOMweb answers ANYONE who can reach this port, without credentials. "
+              "Use it only for a local demo.", file=sys.stderr, flush=True)
+    serve(_settings(args), no_auth=args.no_auth)
     return 0
 
 
@@ -38,6 +43,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(_settings(args), serve_after=not args.no_serve)
 
 
+def cmd_token(args: argparse.Namespace) -> int:
+    return token_cli.cmd_token(args, _settings(args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tessel", description="Self-hosted medical imaging store.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -52,10 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--port", type=int, help="HTTP port (default 8080)")
         p.add_argument("--dicom-port", type=int, help="DICOM port (default 11112)")
         p.add_argument("--ae-title", help="DIMSE AE title (default TESSEL)")
+        p.add_argument("--dicom-datastore", help="datastore (id or name) that DIMSE stores into and "
+                                                 "queries (default: the only datastore)")
 
     p = sub.add_parser("serve", help="serve the HTTP API (and DIMSE) on the data directory")
     common(p)
     server_flags(p)
+    p.add_argument("--no-auth", action="store_true",
+                   help="let DICOMweb requests without credentials in (local demos only)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("import", help="import DICOM files from a folder (recursive) or one file")
@@ -70,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     server_flags(p)
     p.add_argument("--no-serve", action="store_true", help="load the samples and exit")
     p.set_defaults(func=cmd_demo)
+
+    ae_cli.register(sub)
+    token_cli.register(sub, common, cmd_token)
     return parser
 
 

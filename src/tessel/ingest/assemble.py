@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 from tessel import documents
 from tessel.blobs import BlobStore, keys
-from tessel.catalog import Catalog
+from tessel.catalog import Catalog, query
 from tessel.catalog.models import ImageSet, ImageSetState, ImageSetVersion, ImageSetWorkflowStatus
 from tessel.ingest.staging import SERIES_KEYS, STUDY_KEYS
 
@@ -175,6 +175,7 @@ def _commit(catalog: Catalog, blobs: BlobStore, conn: Any, datastore_id: str,
         image_set_id=image_set_id, version_id=new_version, metadata_key=metadata_key,  # type: ignore[arg-type]
         state=ImageSetState.ACTIVE, workflow_status=workflow, message=None, forced=False,
         is_primary=is_primary, created_at=now, updated_at=now, deleted_at=None))
+    query.reindex_image_set(catalog, conn, datastore_id, image_set_id, doc)  # QIDO/C-FIND rows, same transaction
     changed_sops = {m["sop_instance_uid"] for m in changed}
     return [Placement(image_set_id, is_primary, new_version, m["sop_instance_uid"] in changed_sops)
             for m in members]

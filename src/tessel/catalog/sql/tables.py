@@ -61,15 +61,25 @@ image_sets = Table(
     Column("number_of_series", Integer, nullable=False, default=0),
     Column("number_of_instances", Integer, nullable=False, default=0),
 )
-Index("ix_image_sets_patient", image_sets.c.datastore_id, image_sets.c.patient_id)
-Index("ix_image_sets_accession", image_sets.c.datastore_id, image_sets.c.accession_number)
-Index("ix_image_sets_study_id", image_sets.c.datastore_id, image_sets.c.study_id)
-Index("ix_image_sets_study", image_sets.c.datastore_id, image_sets.c.study_instance_uid)
-Index("ix_image_sets_series", image_sets.c.datastore_id, image_sets.c.series_instance_uid)
-Index("ix_image_sets_study_dt", image_sets.c.datastore_id, image_sets.c.study_date_time)
-Index("ix_image_sets_updated", image_sets.c.datastore_id, image_sets.c.updated_at)
-Index("ix_image_sets_created", image_sets.c.datastore_id, image_sets.c.created_at)
 Index("ix_image_sets_group", image_sets.c.datastore_id, image_sets.c.group_key)
+# SearchImageSets (catalog/search.py). Every equality filter gets an index per sort column, so a
+# page is one ordered range scan however many image sets share the value (a de-identified
+# PatientID, StudyID "1"). A range filter on one timestamp sorted by another cannot be one
+# scan; its covering index lets search sort just (sort value, id) pairs of the matches.
+SEARCH_SORTS = {"updated": image_sets.c.updated_at, "created": image_sets.c.created_at,
+                "study_dt": image_sets.c.study_date_time}
+SEARCH_EQUALS = {"patient": image_sets.c.patient_id, "accession": image_sets.c.accession_number,
+                 "study_id": image_sets.c.study_id, "study_uid": image_sets.c.study_instance_uid,
+                 "series_uid": image_sets.c.series_instance_uid, "primary": image_sets.c.is_primary}
+for _sort_name, _sort in SEARCH_SORTS.items():
+    Index(f"ix_image_sets_{_sort_name}", image_sets.c.datastore_id, _sort, image_sets.c.id)
+    for _equal_name, _equal in SEARCH_EQUALS.items():
+        Index(f"ix_image_sets_{_equal_name}_{_sort_name}", image_sets.c.datastore_id, _equal, _sort,
+              image_sets.c.id)
+    for _range_name, _range in SEARCH_SORTS.items():
+        if _range_name != _sort_name:
+            Index(f"ix_image_sets_{_range_name}_by_{_sort_name}", image_sets.c.datastore_id, _range, _sort,
+                  image_sets.c.id, image_sets.c.state)
 
 image_set_versions = Table(
     "image_set_versions", metadata,
@@ -150,3 +160,115 @@ tags = Table(
     Column("key", String(128), primary_key=True),
     Column("value", String(256), nullable=False),
 )
+
+access_keys = Table(
+    "access_keys", metadata,
+    Column("access_key_id", String(128), primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("secret", String(256), nullable=False),  # SigV4 verification needs the secret itself
+    Column("status", String(16), nullable=False),  # Active | Disabled
+    Column("policy", Text),  # IAM-style policy JSON; NULL = administrator
+    Column("created_at", Float, nullable=False),
+)
+
+# -- DICOM hierarchical query index (catalog/query.py, migration 0004) -----------------------------
+# Primary image sets only, rewritten by query.reindex_image_set in the transaction that commits a
+# version. Match columns hold normalised values (lower-cased names, padded times); `attrs` holds the
+# level's attributes as the image set document has them, for the return keys.
+
+dicom_studies = Table(
+    "dicom_studies", metadata,
+    Column("datastore_id", ID, primary_key=True),
+    Column("study_instance_uid", UID, primary_key=True),
+    Column("patient_id", Text),
+    Column("patient_name", Text),        # lower-cased, for case-insensitive matching
+    Column("patient_name_words", Text),  # " word word ", for fuzzy matching
+    Column("patient_birth_date", String(18)),
+    Column("patient_sex", String(16)),
+    Column("study_date", String(18)),
+    Column("study_time", String(32)),    # HHMMSS.ffffff
+    Column("accession_number", Text),
+    Column("study_id", Text),
+    Column("study_description", Text),
+    Column("referring_physician_name", Text),
+    Column("referring_physician_name_words", Text),
+    Column("modalities_in_study", Text),     # "\CT\SR\"
+    Column("sop_classes_in_study", Text),    # "\1.2...\1.2...\"
+    Column("number_of_series", Integer, nullable=False),
+    Column("number_of_instances", Integer, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("attrs", Text, nullable=False),   # JSON: patient + study attributes
+)
+Index("ix_dicom_studies_updated", dicom_studies.c.datastore_id, dicom_studies.c.updated_at)
+Index("ix_dicom_studies_patient_id", dicom_studies.c.datastore_id, dicom_studies.c.patient_id)
+Index("ix_dicom_studies_patient_name", dicom_studies.c.datastore_id, dicom_studies.c.patient_name)
+Index("ix_dicom_studies_date", dicom_studies.c.datastore_id, dicom_studies.c.study_date)
+Index("ix_dicom_studies_accession", dicom_studies.c.datastore_id, dicom_studies.c.accession_number)
+
+dicom_series = Table(
+    "dicom_series", metadata,
+    Column("image_set_id", ID, primary_key=True),
+    Column("series_instance_uid", UID, primary_key=True),
+    Column("datastore_id", ID, nullable=False),
+    Column("study_instance_uid", UID, nullable=False),
+    Column("version", Integer, nullable=False),  # the image set version these rows show
+    Column("modality", String(16)),
+    Column("series_number", Integer),
+    Column("series_description", Text),
+    Column("series_date", String(18)),
+    Column("series_time", String(32)),
+    Column("body_part_examined", Text),
+    Column("number_of_instances", Integer, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("attrs", Text, nullable=False),        # JSON: series attributes
+    Column("study_attrs", Text, nullable=False),  # JSON: patient + study attributes of this image set
+)
+Index("ix_dicom_series_study", dicom_series.c.datastore_id, dicom_series.c.study_instance_uid,
+      dicom_series.c.series_number)
+Index("ix_dicom_series_uid", dicom_series.c.datastore_id, dicom_series.c.series_instance_uid)
+Index("ix_dicom_series_modality", dicom_series.c.datastore_id, dicom_series.c.modality)
+
+dicom_instances = Table(
+    "dicom_instances", metadata,
+    Column("image_set_id", ID, primary_key=True),
+    Column("sop_instance_uid", UID, primary_key=True),
+    Column("datastore_id", ID, nullable=False),
+    Column("study_instance_uid", UID, nullable=False),
+    Column("series_instance_uid", UID, nullable=False),
+    Column("sop_class_uid", UID),
+    Column("instance_number", Integer),
+    Column("number_of_frames", Integer, nullable=False),
+    Column("stored_transfer_syntax_uid", UID),
+    Column("pixel", Text),                   # JSON PixelInfo fields, so frames decode without the document
+    Column("digest", String(32), nullable=False),
+    Column("attrs", Text, nullable=False),   # JSON: instance attributes (Pixel Data left out)
+    Column("vrs", Text),                     # JSON DICOMVRs, when the instance has private/unknown tags
+)
+Index("ix_dicom_instances_sop", dicom_instances.c.datastore_id, dicom_instances.c.sop_instance_uid)
+Index("ix_dicom_instances_series", dicom_instances.c.datastore_id, dicom_instances.c.study_instance_uid,
+      dicom_instances.c.series_instance_uid, dicom_instances.c.instance_number)
+
+# -- DIMSE (dimse/peers.py, dimse/storing.py; migration 0005) --------------------------------------
+
+dicom_peers = Table(
+    "dicom_peers", metadata,
+    Column("name", String(16), primary_key=True),  # the peer's AE title
+    Column("host", String(255), nullable=False),
+    Column("port", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# C-STORE write-ahead queue: instances already staged (blobs written) and answered Success,
+# waiting to be committed into image-set versions in batches. Rows are deleted once committed.
+dimse_staged = Table(
+    "dimse_staged", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("datastore_id", ID, nullable=False),
+    Column("sop_instance_uid", UID, nullable=False),
+    Column("calling_ae_title", String(16), nullable=False),
+    Column("received_at", Float, nullable=False),
+    Column("record", LargeBinary, nullable=False),  # gzip JSON of the staged instance
+    sqlite_autoincrement=True,  # ids never reused: the committer compares them
+)
+Index("ix_dimse_staged_datastore", dimse_staged.c.datastore_id, dimse_staged.c.id)

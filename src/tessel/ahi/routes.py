@@ -1,0 +1,383 @@
+"""The AWS HealthImaging-compatible API: one function per operation, routed from botocore's model.
+
+Each request: authenticate (SigV4) -> parse and check against the model ->
+authorize -> call ONE service -> render. Route functions run in the thread
+pool and return either a dict of output members or a ready Response (the two
+streaming operations).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from fastapi import APIRouter, FastAPI
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tessel import retrieve
+from tessel.ahi import shapes
+from tessel.ahi.errors import error_response, new_request_id, response_for
+from tessel.ahi.protocol import Operation, operations, parse_request
+from tessel.ahi.validation import ValidationError
+from tessel.auth import Principal, authenticate, require
+from tessel.catalog.models import DatastoreStatus, JobStatus, LosslessStorageFormat
+from tessel.catalog.search import search_image_sets as search_catalog
+from tessel.config import Settings
+from tessel.errors import InvalidInput, NotFound, QuotaExceeded
+from tessel.ingest import jobs
+from tessel.ingest.locations import check_under_roots, parse_location
+from tessel.lifecycle import datastores, imagesets
+from tessel.stores import Stores
+
+DEFAULT_PAGE = 50
+MAX_DATASTORES = 100          # AHI's default quota per region
+MAX_CONCURRENT_JOBS = 100     # per datastore
+MAX_TAGS = 50                 # per resource
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    stores: Stores
+    principal: Principal
+    jobs: Any  # the app's JobRunner: submit() wakes it
+
+    @property
+    def settings(self) -> Settings:
+        return self.stores.settings
+
+
+Params = dict[str, Any]
+
+
+def _blob(data: bytes, media_type: str, **headers: str) -> Response:
+    # Sent as is: Content-Length is the size on the wire (botocore checks it), nothing re-encodes it.
+    return Response(data, media_type=media_type, headers=headers)
+
+
+def _limit(p: Params) -> int:
+    return int(p.get("maxResults") or DEFAULT_PAGE)
+
+
+# -- datastores ---------------------------------------------------------------------------------
+
+def create_datastore(ctx: Context, p: Params) -> Params:
+    token = p["clientToken"]
+    tags = p.get("tags") or {}
+    if len(tags) > MAX_TAGS:
+        raise ValidationError("tags", f"a resource can have at most {MAX_TAGS} tags")
+    if ctx.stores.catalog.find_datastore(client_token=token) is None:
+        live = ctx.stores.catalog.list_datastores(status=DatastoreStatus.ACTIVE.value, limit=MAX_DATASTORES)
+        if len(live) >= MAX_DATASTORES:
+            raise QuotaExceeded(f"the quota of {MAX_DATASTORES} datastores is reached")
+    ds = datastores.create_datastore(
+        ctx.stores, p.get("datastoreName") or f"datastore-{token}"[:256], client_token=token,
+        lossless_storage_format=LosslessStorageFormat(p.get("losslessStorageFormat", "HTJ2K")),
+        kms_key_arn=p.get("kmsKeyArn"), lambda_authorizer_arn=p.get("lambdaAuthorizerArn"))
+    if tags:
+        with ctx.stores.catalog.write() as conn:
+            ctx.stores.catalog.set_tags(conn, shapes.datastore_arn(ctx.settings, ds.id), tags)
+    return {"datastoreId": ds.id, "datastoreStatus": ds.status.value}
+
+
+def get_datastore(ctx: Context, p: Params) -> Params:
+    ds = datastores.get_datastore(ctx.stores, p["datastoreId"])
+    return {"datastoreProperties": shapes.datastore_properties(ctx.settings, ds)}
+
+
+def list_datastores(ctx: Context, p: Params) -> Params:
+    status, limit = p.get("datastoreStatus"), _limit(p)
+    after = shapes.decode_token("ListDatastores", p.get("nextToken"))
+    page: list[Any] = []
+    cursor = tuple(after) if after else None
+    # Deleted datastores are listed only when asked for; filtering may take several reads.
+    while len(page) <= limit:
+        rows = ctx.stores.catalog.list_datastores(status=status, after=cursor, limit=limit + 1)
+        page.extend(d for d in rows if status or d.status != DatastoreStatus.DELETED)
+        if len(rows) < limit + 1:
+            break
+        cursor = (rows[-1].created_at, rows[-1].id)
+    out: Params = {"datastoreSummaries": [shapes.datastore_summary(ctx.settings, d) for d in page[:limit]]}
+    if len(page) > limit:
+        last = page[limit - 1]
+        out["nextToken"] = shapes.encode_token("ListDatastores", [last.created_at, last.id])
+    return out
+
+
+def delete_datastore(ctx: Context, p: Params) -> Params:
+    ds = datastores.delete_datastore(ctx.stores, p["datastoreId"])
+    arn = shapes.datastore_arn(ctx.settings, ds.id)
+    tags = ctx.stores.catalog.get_tags(arn)
+    if tags:
+        with ctx.stores.catalog.write() as conn:
+            ctx.stores.catalog.remove_tags(conn, arn, list(tags))
+    return {"datastoreId": ds.id, "datastoreStatus": DatastoreStatus.DELETED.value}
+
+
+# -- import jobs --------------------------------------------------------------------------------
+
+def _check_location(ctx: Context, uri: str, field: str, *, must_exist: bool) -> None:
+    try:
+        location = parse_location(uri, ctx.settings)
+        check_under_roots(location, ctx.settings.resolved_import_roots, field)  # file:// only
+        if must_exist and not location.exists():
+            raise InvalidInput(f"{field} {uri} does not exist")
+    except ValidationError:
+        raise
+    except InvalidInput as exc:
+        raise ValidationError(field, f"Value at '{field}' failed to satisfy constraint: {exc.message}") from None
+
+
+def _file_uri(uri: str) -> str:
+    # file:/path (what the AWS CLI lets through: it reads file://... arguments as local files)
+    # is file:///path.
+    return "file://" + uri[len("file:"):] if uri.startswith("file:/") and not uri.startswith("file://") else uri
+
+
+def start_dicom_import_job(ctx: Context, p: Params) -> Params:
+    ds = datastores.get_datastore(ctx.stores, p["datastoreId"])
+    source, output = _file_uri(p["inputS3Uri"]), _file_uri(p["outputS3Uri"])
+    _check_location(ctx, source, "inputS3Uri", must_exist=True)
+    _check_location(ctx, output, "outputS3Uri", must_exist=False)
+    token = p["clientToken"]
+    if ctx.stores.catalog.find_job_by_token(ds.id, token) is None:
+        running = ctx.stores.catalog.list_jobs(
+            ds.id, statuses=[JobStatus.SUBMITTED.value, JobStatus.IN_PROGRESS.value],
+            limit=MAX_CONCURRENT_JOBS)
+        if len(running) >= MAX_CONCURRENT_JOBS:
+            raise QuotaExceeded(f"datastore {ds.id} already runs {MAX_CONCURRENT_JOBS} import jobs")
+    config = p.get("importConfiguration")
+    job = jobs.start_import_job(ctx.stores, ds.id, source, output, name=p.get("jobName"),
+                                client_token=token, data_access_role_arn=p["dataAccessRoleArn"],
+                                import_configuration=json.dumps(config) if config else None)
+    if job.status in (JobStatus.SUBMITTED, JobStatus.IN_PROGRESS):
+        ctx.jobs.submit()
+    return {"datastoreId": job.datastore_id, "jobId": job.id, "jobStatus": job.status.value,
+            "submittedAt": job.submitted_at}
+
+
+def _job(ctx: Context, datastore_id: str, job_id: str) -> Any:
+    job = ctx.stores.catalog.get_job(datastore_id, job_id)
+    if job is None:
+        raise NotFound(f"import job {job_id} does not exist in datastore {datastore_id}")
+    return job
+
+
+def get_dicom_import_job(ctx: Context, p: Params) -> Params:
+    return {"jobProperties": shapes.job_properties(_job(ctx, p["datastoreId"], p["jobId"]))}
+
+
+def list_dicom_import_jobs(ctx: Context, p: Params) -> Params:
+    ds = datastores.get_datastore(ctx.stores, p["datastoreId"])
+    limit = _limit(p)
+    after = shapes.decode_token("ListDICOMImportJobs", p.get("nextToken"))
+    rows = ctx.stores.catalog.list_jobs(ds.id, status=p.get("jobStatus"),
+                                        after=tuple(after) if after else None, limit=limit + 1)
+    out: Params = {"jobSummaries": [shapes.job_summary(j) for j in rows[:limit]]}
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        out["nextToken"] = shapes.encode_token("ListDICOMImportJobs", [last.submitted_at, last.id])
+    return out
+
+
+# -- image sets ---------------------------------------------------------------------------------
+
+def _version(p: Params) -> int | None:
+    return int(p["versionId"]) if p.get("versionId") is not None else None
+
+
+def search_image_sets(ctx: Context, p: Params) -> Params:
+    ds = datastores.get_datastore(ctx.stores, p["datastoreId"])
+    criteria = shapes.search_criteria(p.get("searchCriteria"))
+    cursor = shapes.decode_token("SearchImageSets", p.get("nextToken"))
+    page = search_catalog(ctx.stores.catalog, ds.id, criteria, limit=_limit(p), cursor=cursor)
+    out: Params = {"imageSetsMetadataSummaries": [shapes.search_summary(s) for s in page.image_sets]}
+    if (p.get("searchCriteria") or {}).get("sort"):
+        out["sort"] = p["searchCriteria"]["sort"]
+    if page.next_cursor:
+        out["nextToken"] = shapes.encode_token("SearchImageSets", page.next_cursor)
+    return out
+
+
+def get_image_set(ctx: Context, p: Params) -> Params:
+    image_set, version = imagesets.get_image_set_version(ctx.stores, p["datastoreId"], p["imageSetId"],
+                                                         _version(p))
+    return shapes.image_set_properties(ctx.settings, image_set, version)
+
+
+def get_image_set_metadata(ctx: Context, p: Params) -> Response:
+    version = _version(p)
+    if version == 0:  # versions start at 1 (and retrieve reads 0 as "latest")
+        raise NotFound(f"image set {p['imageSetId']} has no version 0")
+    blob = retrieve.get_metadata_blob(ctx.stores, p["datastoreId"], p["imageSetId"], version)
+    return _blob(blob, "application/json", **{"Content-Encoding": "gzip"})
+
+
+def get_image_frame(ctx: Context, p: Params) -> Response:
+    frame = retrieve.get_image_frame(ctx.stores, p["datastoreId"], p["imageSetId"],
+                                     p["imageFrameInformation"]["imageFrameId"])
+    return _blob(frame.data, shapes.frame_media_type(frame.transfer_syntax_uid, frame.media_type))
+
+
+def list_image_set_versions(ctx: Context, p: Params) -> Params:
+    limit = _limit(p)
+    before = shapes.decode_token("ListImageSetVersions", p.get("nextToken"))
+    if before is not None and not isinstance(before, int):
+        raise ValidationError("nextToken", "the pagination token is invalid")
+    versions = imagesets.list_image_set_versions(ctx.stores, p["datastoreId"], p["imageSetId"],
+                                                 limit=limit + 1, before_version=before)
+    out: Params = {"imageSetPropertiesList": [shapes.version_properties(v) for v in versions[:limit]]}
+    if len(versions) > limit:
+        out["nextToken"] = shapes.encode_token("ListImageSetVersions", versions[limit - 1].version_id)
+    return out
+
+
+def update_image_set_metadata(ctx: Context, p: Params) -> Params:
+    updates = p["updateImageSetMetadataUpdates"]  # a union: the model check left exactly one member
+    where = "updateImageSetMetadataUpdates.DICOMUpdates"
+    updatable = removable = None
+    revert = None
+    if "DICOMUpdates" in updates:
+        d = updates["DICOMUpdates"]
+        if "updatableAttributes" in d:
+            updatable = shapes.json_document(d["updatableAttributes"], f"{where}.updatableAttributes")
+        if "removableAttributes" in d:
+            removable = shapes.json_document(d["removableAttributes"], f"{where}.removableAttributes")
+        if updatable is None and removable is None:
+            raise ValidationError(where, f"Value at '{where}' failed to satisfy constraint: "
+                                         f"updatableAttributes or removableAttributes must be set")
+    else:
+        revert = int(updates["revertToVersionId"])
+    image_set = imagesets.update_image_set_metadata(
+        ctx.stores, p["datastoreId"], p["imageSetId"], latest_version_id=int(p["latestVersionId"]),
+        updatable=updatable, removable=removable, revert_to_version_id=revert,
+        force=bool(p.get("force")), include_study_image_sets=bool(p.get("includeStudyImageSets")))
+    return shapes.update_result(image_set)
+
+
+def copy_image_set(ctx: Context, p: Params) -> Params:
+    info = p["copyImageSetInformation"]
+    source, destination = info["sourceImageSet"], info.get("destinationImageSet")
+    copiable = None
+    if "DICOMCopies" in source:
+        copiable = shapes.json_document(source["DICOMCopies"]["copiableAttributes"],
+                                        "copyImageSetInformation.sourceImageSet.DICOMCopies.copiableAttributes")
+    src, dst = imagesets.copy_image_set(
+        ctx.stores, p["datastoreId"], p["sourceImageSetId"],
+        source_latest_version=int(source["latestVersionId"]), copiable=copiable,
+        destination_image_set_id=destination["imageSetId"] if destination else None,
+        destination_latest_version=int(destination["latestVersionId"]) if destination else None,
+        force=bool(p.get("force")), promote_to_primary=bool(p.get("promoteToPrimary")))
+    return {"datastoreId": p["datastoreId"],
+            "sourceImageSetProperties": shapes.copy_properties(ctx.settings, src),
+            "destinationImageSetProperties": shapes.copy_properties(ctx.settings, dst)}
+
+
+def delete_image_set(ctx: Context, p: Params) -> Params:
+    return shapes.delete_result(imagesets.delete_image_set(ctx.stores, p["datastoreId"], p["imageSetId"]))
+
+
+# -- tags ---------------------------------------------------------------------------------------
+
+def _tagged_resource(ctx: Context, arn: str) -> str:
+    datastore_id, image_set_id = shapes.parse_arn(ctx.settings, arn)
+    datastores.get_datastore(ctx.stores, datastore_id)
+    if image_set_id is not None:
+        retrieve.get_image_set(ctx.stores, datastore_id, image_set_id)
+    return arn
+
+
+def tag_resource(ctx: Context, p: Params) -> Params:
+    arn = _tagged_resource(ctx, p["resourceArn"])
+    current = ctx.stores.catalog.get_tags(arn)
+    if len(set(current) | set(p["tags"])) > MAX_TAGS:
+        raise ValidationError("tags", f"a resource can have at most {MAX_TAGS} tags")
+    with ctx.stores.catalog.write() as conn:
+        ctx.stores.catalog.set_tags(conn, arn, p["tags"])
+    return {}
+
+
+def untag_resource(ctx: Context, p: Params) -> Params:
+    arn = _tagged_resource(ctx, p["resourceArn"])
+    if p["tagKeys"]:
+        with ctx.stores.catalog.write() as conn:
+            ctx.stores.catalog.remove_tags(conn, arn, p["tagKeys"])
+    return {}
+
+
+def list_tags_for_resource(ctx: Context, p: Params) -> Params:
+    return {"tags": ctx.stores.catalog.get_tags(_tagged_resource(ctx, p["resourceArn"]))}
+
+
+# -- routing ------------------------------------------------------------------------------------
+
+def _resource(settings: Settings, p: Params) -> str:
+    """The ARN an operation acts on, for the key's policy."""
+    if "resourceArn" in p:
+        return str(p["resourceArn"])
+    if "datastoreId" not in p:
+        return shapes.datastore_arn(settings, "*")
+    image_set_id = p.get("imageSetId") or p.get("sourceImageSetId")
+    if image_set_id:
+        return shapes.image_set_arn(settings, p["datastoreId"], image_set_id)
+    return shapes.datastore_arn(settings, p["datastoreId"])
+
+
+def _endpoint(op: Operation, function: Callable[[Context, Params], Any]) -> Callable[[Request], Any]:
+    action = f"medical-imaging:{op.name}"
+
+    async def endpoint(request: Request) -> Response:
+        request_id = new_request_id()
+        try:
+            principal = await authenticate(request)
+            raw_path = (request.scope.get("raw_path") or request.scope["path"].encode()).decode("latin-1")
+            params = parse_request(op, raw_path=raw_path, path_params=request.path_params,
+                                   query=request.query_params.multi_items(), body=await request.body())
+            stores: Stores = request.app.state.stores
+            require(principal, action, _resource(stores.settings, params))
+            ctx = Context(stores, principal, request.app.state.jobs)
+            result = await run_in_threadpool(function, ctx, params)
+        except Exception as exc:  # every failure answers in botocore's error shape
+            return response_for(exc, request_id, op.name)
+        if isinstance(result, Response):
+            result.headers["x-amzn-RequestId"] = request_id
+            return result
+        return Response(json.dumps(result, separators=(",", ":")).encode(), media_type="application/json",
+                        headers={"x-amzn-RequestId": request_id})
+
+    endpoint.__name__ = op.function
+    return endpoint
+
+
+def build_router() -> APIRouter:
+    router = APIRouter()
+    functions = globals()
+    for op in operations():
+        router.add_route(op.route, _endpoint(op, functions[op.function]), methods=[op.method],
+                         name=op.name, include_in_schema=False)
+    return router
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Routing misses (unknown path, wrong method) in botocore's error shape."""
+    assert isinstance(exc, StarletteHTTPException)
+    code = {404: "UnknownOperationException", 405: "UnknownOperationException"}.get(exc.status_code,
+                                                                                     "ValidationException")
+    message = f"no operation {request.method} {request.url.path}" if exc.status_code in (404, 405) else str(
+        exc.detail)
+    return error_response(code, exc.status_code, message)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    """Anything that escaped every handler (Starlette logs it too) still answers in botocore's shape."""
+    return response_for(exc, new_request_id(), f"{request.method} {request.url.path}")
+
+
+def install(app: FastAPI) -> None:
+    """Mount the API on the root of `app` (needs app.state.stores, .keys and .jobs)."""
+    app.include_router(build_router())
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

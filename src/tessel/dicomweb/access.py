@@ -1,0 +1,70 @@
+"""Who is calling DICOMweb, and may they: SigV4, HTTP Basic (key id + secret) or a Bearer token.
+
+Anonymous requests are refused (401) unless the server runs with `--no-auth`.
+Permissions are the key's policy, checked against the AHI DICOMweb action
+names (`medical-imaging:SearchDICOMStudies`, ...) on the datastore's ARN.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+
+from tessel.auth import KeyStore, Principal, authenticator, require
+from tessel.auth.sigv4 import ReceivedRequest, verify
+from tessel.auth.tokens import TokenSigner
+from tessel.config import Settings
+from tessel.errors import Unauthenticated
+
+ANONYMOUS = Principal("anonymous", "anonymous (--no-auth)", None, "none")
+_basic = authenticator(("basic",))
+
+
+def scheme_of(request: Request) -> str:
+    """basic | bearer | sigv4 | none: the credentials a request carries."""
+    header = request.headers.get("authorization", "")
+    word = header.split(" ", 1)[0].lower()
+    if word in ("basic", "bearer"):
+        return word
+    if word.startswith("aws4-"):
+        return "sigv4"
+    return "none" if not header else word
+
+
+async def principal(request: Request, *, body: Any = b"") -> Principal:
+    """The caller; `body` is what SigV4 signed (bytes, or a memory map of a spooled upload)."""
+    scheme = scheme_of(request)
+    state = request.app.state
+    if scheme == "none":
+        if getattr(state, "dicomweb_no_auth", False):
+            return ANONYMOUS
+        raise Unauthenticated("credentials required: SigV4, HTTP Basic (access key id and secret) "
+                              "or a Bearer token from `tessel token create`")
+    keys: KeyStore = state.keys
+    if scheme == "bearer":
+        token = request.headers["authorization"][7:].strip()
+        signer: TokenSigner = state.dicomweb_tokens
+        return signer.principal(token, keys)
+    if scheme == "basic":
+        return await _basic(request)  # type: ignore[no-any-return]
+    if scheme == "sigv4":
+        scope = request.scope
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        received = ReceivedRequest(method=request.method, raw_path=raw_path.decode("latin-1"),
+                                   query_string=scope.get("query_string", b"").decode("latin-1"),
+                                   headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
+                                   body=body)
+        return verify(received, keys.get)
+    raise Unauthenticated(f"the {scheme!r} authorization scheme is not accepted")
+
+
+def datastore_arn(settings: Settings, datastore_id: str) -> str:
+    return f"arn:aws:medical-imaging:{settings.region}:{settings.account_id}:datastore/{datastore_id}"
+
+
+def authorize(principal: Principal, settings: Settings, action: str, datastore_id: str) -> None:
+    """Forbidden (403) unless the key's policy allows `action` on the datastore."""
+    if principal is ANONYMOUS:
+        return
+    require(principal, f"medical-imaging:{action}", datastore_arn(settings, datastore_id))

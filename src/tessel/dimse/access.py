@@ -1,0 +1,204 @@
+"""Which calling AE titles may associate, store, query and retrieve, and where they store.
+
+Policy lives in `<data dir>/dicom-access.json`, re-read when it changes (no restart):
+
+    {"callers": {
+        "CT01":  {"hosts": ["10.1.2.3", "10.1.2.0/24"], "store": true, "query": true,
+                  "retrieve": false, "datastore": "<datastore id or name>"},
+        "*":     {"hosts": ["127.0.0.1", "::1"], "query": true, "store": false, "retrieve": false}}}
+
+A listed caller may do what its entry says (each permission defaults to true, `hosts` to any
+address, `datastore` to the server's DIMSE datastore); "*" stands for every other AE title.
+Callers matching no entry, or calling from a host their entry does not list, are rejected at
+association (A-ASSOCIATE-RJ). Without the file: every AE title may do everything, from
+loopback addresses only.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import threading
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from tessel.errors import InvalidInput
+
+FILE_NAME = "dicom-access.json"
+ANY = "*"
+
+
+class Action(StrEnum):
+    STORE = "store"  # C-STORE and storage commitment
+    QUERY = "query"  # C-FIND
+    RETRIEVE = "retrieve"  # C-GET and C-MOVE
+
+
+class Reject(StrEnum):
+    """A-ASSOCIATE-RJ reasons (result permanent, source DICOM UL service-user)."""
+
+    CALLING_AE = "calling AE title not recognised"  # diagnostic 3
+    HOST = "not allowed from this address"  # diagnostic 1 (no reason given)
+
+    @property
+    def diagnostic(self) -> int:
+        return 0x03 if self is Reject.CALLING_AE else 0x01
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What one association may do."""
+
+    calling_ae_title: str
+    store: bool = True
+    query: bool = True
+    retrieve: bool = True
+    datastore: str | None = None  # id or name; None = the server's DIMSE datastore
+
+    def allows(self, action: Action) -> bool:
+        return bool(getattr(self, action.value))
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    hosts: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None  # None = any address
+    store: bool
+    query: bool
+    retrieve: bool
+    datastore: str | None
+
+
+_LOOPBACK: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (
+    ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+
+
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        addr = ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped  # ::ffff:127.0.0.1 from a dual-stack socket
+    return addr
+
+
+def _in(host: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None) -> bool:
+    if networks is None:
+        return True
+    addr = _address(host)
+    return addr is not None and any(addr.version == n.version and addr in n for n in networks)
+
+
+def _flag(entry: dict[str, Any], name: str, where: str) -> bool:
+    value = entry.get(name, True)
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{where}: {name!r} must be true or false")
+    return value
+
+
+def _entry(raw: Any, where: str) -> _Entry:
+    if not isinstance(raw, dict):
+        raise InvalidInput(f"{where} must be an object")
+    unknown = set(raw) - {"hosts", "store", "query", "retrieve", "datastore"}
+    if unknown:
+        raise InvalidInput(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+    hosts = raw.get("hosts")
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None = None
+    if hosts is not None and hosts != "any" and hosts != ["any"]:
+        if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
+            raise InvalidInput(f"{where}: 'hosts' must be a list of addresses or networks, or \"any\"")
+        try:
+            networks = tuple(ipaddress.ip_network(h, strict=False) for h in hosts)
+        except ValueError as exc:
+            raise InvalidInput(f"{where}: {exc}") from None
+    datastore = raw.get("datastore")
+    if datastore is not None and not isinstance(datastore, str):
+        raise InvalidInput(f"{where}: 'datastore' must be a datastore id or name")
+    return _Entry(networks, _flag(raw, "store", where), _flag(raw, "query", where),
+                  _flag(raw, "retrieve", where), datastore)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    grant: Grant | None
+    reject: Reject | None = None
+
+
+class AccessPolicy:
+    """The access file's rules, or the loopback-only default when there is no file."""
+
+    def __init__(self, entries: dict[str, _Entry] | None) -> None:
+        self._entries = entries  # None = no file: the default policy
+
+    @classmethod
+    def parse(cls, text: str, where: str = FILE_NAME) -> "AccessPolicy":
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(f"{where} is not valid JSON: {exc}") from None
+        if not isinstance(raw, dict) or not isinstance(raw.get("callers"), dict):
+            raise InvalidInput(f"{where} must be an object with a \"callers\" object")
+        unknown = set(raw) - {"callers"}
+        if unknown:
+            raise InvalidInput(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+        entries = {name.strip() if name != ANY else ANY: _entry(value, f"{where} callers[{name!r}]")
+                   for name, value in raw["callers"].items()}
+        return cls(entries)
+
+    @property
+    def is_default(self) -> bool:
+        return self._entries is None
+
+    def decide(self, calling_ae_title: str, host: str) -> Decision:
+        title = calling_ae_title.strip()
+        if self._entries is None:
+            if _in(host, _LOOPBACK):
+                return Decision(Grant(title))
+            return Decision(None, Reject.HOST)
+        entry = self._entries.get(title) or self._entries.get(ANY)
+        if entry is None:
+            return Decision(None, Reject.CALLING_AE)
+        if not _in(host, entry.hosts):
+            return Decision(None, Reject.HOST)
+        return Decision(Grant(title, entry.store, entry.query, entry.retrieve, entry.datastore))
+
+
+class AccessFile:
+    """The policy of `<data dir>/dicom-access.json`, re-read when the file changes.
+
+    A file that stops parsing keeps the last good policy in force (and the error is
+    reported by `error`), so a typo while editing never opens or closes the door.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / FILE_NAME
+        self._lock = threading.Lock()
+        self._stamp: tuple[float, int] | None = None
+        self._policy = AccessPolicy(None)
+        self.error: str | None = None
+        self._loaded = False
+
+    def policy(self) -> AccessPolicy:
+        try:
+            st = os.stat(self.path)
+            stamp: tuple[float, int] | None = (st.st_mtime, st.st_size)
+        except FileNotFoundError:
+            stamp = None
+        with self._lock:
+            if self._loaded and stamp == self._stamp:
+                return self._policy
+            if stamp is None:
+                self._policy, self.error = AccessPolicy(None), None
+            else:
+                try:
+                    self._policy = AccessPolicy.parse(self.path.read_text(encoding="utf-8"), str(self.path))
+                    self.error = None
+                except (InvalidInput, OSError) as exc:
+                    self.error = exc.message if isinstance(exc, InvalidInput) else str(exc)
+                    if not self._loaded:  # no good policy yet: refuse everyone rather than allow all
+                        self._policy = AccessPolicy({})
+            self._stamp, self._loaded = stamp, True
+            return self._policy

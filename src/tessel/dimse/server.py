@@ -1,0 +1,451 @@
+"""The DIMSE server: one pynetdicom AE (AE title TESSEL) on the DICOM port.
+
+Services: Verification, Storage (every storage SOP class, known or not, every transfer syntax
+tessel reads), Patient/Study Root Query/Retrieve FIND, GET and MOVE, and Storage Commitment
+Push Model. Each association is checked against the access policy when it is requested;
+every handler's work runs inside `status.guard`, so errors become DIMSE statuses.
+
+    server = DimseServer(stores, settings)
+    server.start()          # binds settings.host:settings.dicom_port, serves in threads
+    server.stop()
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import socketserver
+import threading
+import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pydicom.uid import (DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ExplicitVRLittleEndian,
+                         ImplicitVRLittleEndian)
+from pynetdicom import AE, _config, evt
+from pynetdicom.association import Association
+from pynetdicom.dimse_messages import N_ACTION_RSP
+from pynetdicom.pdu_primitives import A_RELEASE
+from pynetdicom.sop_class import StorageCommitmentPushModel, Verification
+from pynetdicom.transport import ThreadedAssociationServer
+
+from tessel.codecs.syntaxes import LOSSLESS_FORMATS
+from tessel.config import Settings
+from tessel.dicom.syntaxes import SYNTAXES as READABLE_SYNTAXES
+from tessel.dimse import commitment, find, retrieve
+from tessel.dimse.access import AccessFile, Action, Grant
+from tessel.dimse.datasets import commitment_request
+from tessel.dimse.peers import get_peer
+from tessel.dimse.status import (NOT_AUTHORIZED, SOP_CLASS_MISMATCH_WARNING, SUCCESS, IdentifierMismatch,
+                                 MoveDestinationUnknown, Service, failure, guard, guarded, status,
+                                 store_warning)
+from tessel.dimse.storing import StoreQueue
+from tessel.errors import Conflict, NotFound, Unavailable
+from tessel.lifecycle.datastores import find_or_create
+from tessel.stores import Stores
+
+log = logging.getLogger("tessel.dimse")
+
+QUERY_SYNTAXES = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian,
+                  ExplicitVRBigEndian]
+_UNCOMPRESSED = {ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian,
+                 ExplicitVRBigEndian}
+RELEASE_FLUSH_SECONDS = 120.0
+READ_FLUSH_SECONDS = 30.0
+
+
+def _configure_pynetdicom() -> None:
+    # Process-wide pynetdicom switches. Unrestricted storage: accept any storage SOP class, even
+    # ones pynetdicom does not know (private, newer than its dictionary). The standard logging
+    # handlers format every PDU, and identifiers are decoded just to log them: both cost time.
+    _config.UNRESTRICTED_STORAGE_SERVICE = True
+    _config.LOG_HANDLER_LEVEL = "none"
+    _config.LOG_REQUEST_IDENTIFIERS = False
+    _config.LOG_RESPONSE_IDENTIFIERS = False
+
+
+class _Server(ThreadedAssociationServer):
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        client, address = super().get_request()
+        try:  # TCP_NODELAY: each C-STORE response is one small write the SCU waits for
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        return client, address
+
+
+@dataclass(slots=True)
+class Session:
+    """What tessel knows about one accepted association."""
+
+    grant: Grant
+    address: str
+    datastore_id: str | None = None
+    datastore_resolved: bool = False
+    stored: int = 0
+    commitments: list[commitment.CommitmentJob] = field(default_factory=list)
+
+
+class DimseServer:
+    def __init__(self, stores: Stores, settings: Settings | None = None, *, queue: StoreQueue | None = None) -> None:
+        self.stores = stores
+        self.settings = settings or stores.settings
+        self.queue = queue or StoreQueue(stores)
+        self.access = AccessFile(self.settings.data_dir)
+        self.ae: AE | None = None
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._sessions: weakref.WeakKeyDictionary[Association, Session] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    @property
+    def ae_title(self) -> str:
+        return self.settings.ae_title
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            return self.settings.dicom_port
+        return int(self._server.server_address[1])
+
+    def bind(self) -> None:
+        """Listen on the DICOM port (connections wait until `start`); Unavailable if it is taken."""
+        if self._server is not None:
+            return
+        _configure_pynetdicom()
+        ae = AE(ae_title=self.ae_title)
+        ae.maximum_associations = 64
+        ae.maximum_pdu_size = 0  # no limit: fewer, larger PDUs from senders that allow it
+        ae.network_timeout = 120
+        ae.dimse_timeout = 120
+        ae.acse_timeout = 30
+        ae.add_supported_context(Verification, QUERY_SYNTAXES)
+        for model in (*find.FIND_MODELS, *retrieve.GET_MODELS, *retrieve.MOVE_MODELS):
+            ae.add_supported_context(model, QUERY_SYNTAXES)
+        ae.add_supported_context(StorageCommitmentPushModel, QUERY_SYNTAXES)
+        handlers = [
+            (evt.EVT_REQUESTED, self._on_requested),
+            (evt.EVT_ACSE_RECV, self._on_acse_recv),
+            (evt.EVT_RELEASED, self._on_ended),
+            (evt.EVT_ABORTED, self._on_ended),
+            (evt.EVT_CONN_CLOSE, self._on_ended),
+            (evt.EVT_DIMSE_SENT, self._on_dimse_sent),
+            (evt.EVT_C_ECHO, self._on_echo),
+            (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_C_FIND, self._on_find),
+            (evt.EVT_C_GET, self._on_get),
+            (evt.EVT_C_MOVE, self._on_move),
+            (evt.EVT_N_ACTION, self._on_action),
+        ]
+        host, port = self.settings.host, self.settings.dicom_port
+        try:
+            server = ae.make_server((host, port), evt_handlers=handlers, server_class=_Server)
+        except OSError as exc:
+            raise Unavailable(f"cannot listen on {host}:{port} (DICOM): {exc.strerror or exc}") from None
+        self.ae, self._server = ae, server
+
+    def start(self) -> None:
+        self.bind()
+        assert self._server is not None
+        self.queue.start()
+        self._thread = threading.Thread(target=self._server.serve_forever, name="tessel-dimse", daemon=True)
+        self._thread.start()
+        log.info("DIMSE: AE %s listening on %s:%d", self.ae_title, self.settings.host, self.port)
+
+    def stop(self) -> None:
+        """Stop accepting, abort open associations, commit what is queued."""
+        server, self._server = self._server, None
+        if server is not None:
+            if self._thread is not None:
+                socketserver.BaseServer.shutdown(server)  # ends serve_forever (pynetdicom's also
+                # edits the AE's private server list, which make_server never added us to)
+            for assoc in list(self.ae.active_associations if self.ae else ()):
+                assoc.abort()
+            server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+            self.queue.stop()
+        self.ae = None
+
+    def flush(self, timeout: float = 60.0) -> bool:
+        """Commit every queued C-STORE instance now (tests, shutdown)."""
+        return self.queue.flush(None, timeout)
+
+    # -- sessions and datastores --------------------------------------------------------------
+
+    def _session(self, assoc: Association) -> Session | None:
+        with self._lock:
+            return self._sessions.get(assoc)
+
+    def _datastore(self, session: Session, *, create: bool) -> str | None:
+        """The datastore this association stores into and reads (resolved once per association)."""
+        if session.datastore_resolved and (session.datastore_id is not None or not create):
+            return session.datastore_id
+        named = session.grant.datastore or self.settings.dicom_datastore
+        catalog = self.stores.catalog
+        if named:
+            ds = catalog.get_datastore(named) or catalog.find_datastore(name=named)
+            if ds is None or ds.status.value == "DELETED":
+                raise NotFound(f"datastore {named} (the DIMSE datastore) does not exist")
+            found: str | None = ds.id
+        else:
+            active = catalog.list_datastores(status="ACTIVE", limit=2)
+            if len(active) > 1:
+                raise Conflict("several datastores: start tessel with --dicom-datastore ID")
+            if active:
+                found = active[0].id
+            elif create:  # a fresh install: the first C-STORE makes the default datastore
+                found = find_or_create(self.stores, "default").id
+            else:
+                found = None
+        session.datastore_id, session.datastore_resolved = found, True
+        return found
+
+    def _allowed(self, session: Session | None, action: Action) -> bool:
+        return session is not None and session.grant.allows(action)
+
+    @staticmethod
+    def _refused(session: Session | None, action: Action) -> Dataset:
+        who = session.grant.calling_ae_title if session else "this association"
+        return status(NOT_AUTHORIZED, f"{who} may not {action.value} here (dicom-access.json)")
+
+    # -- association events -------------------------------------------------------------------
+
+    def _on_requested(self, event: Any) -> None:
+        assoc: Association = event.assoc
+        rq = assoc.requestor.primitive
+        calling = str(rq.calling_ae_title or "").strip()
+        host = str(assoc.requestor.address)
+        try:
+            decision = self.access.policy().decide(calling, host)
+            if decision.grant is None:
+                assert decision.reject is not None
+                log.info("DIMSE: rejected %s from %s: %s", calling, host, decision.reject.value)
+                _reject(assoc, 0x01, decision.reject.diagnostic)
+                return
+            with self._lock:
+                self._sessions[assoc] = Session(decision.grant, host)
+            _withhold_services(assoc, decision.grant)
+            _prefer_syntaxes(assoc)
+        except Exception:  # fail closed: an association we could not vet is not accepted
+            log.exception("DIMSE: vetting the association from %s at %s failed", calling, host)
+            _reject(assoc, 0x02, 0x01)
+
+    def _on_acse_recv(self, event: Any) -> None:
+        # A release request from the peer, seen before pynetdicom answers it: commit what this
+        # association stored first, so the sender can query its instances once it is done.
+        primitive = getattr(event, "primitive", None)
+        if not isinstance(primitive, A_RELEASE) or primitive.result is not None:
+            return
+        session = self._session(event.assoc)
+        if session is None or not session.stored or session.datastore_id is None:
+            return
+        if not self.queue.flush(session.datastore_id, RELEASE_FLUSH_SECONDS):
+            log.warning("DIMSE: instances of %s are queued but not yet committed at release",
+                        session.grant.calling_ae_title)
+
+    def _on_ended(self, event: Any) -> None:
+        with self._lock:
+            session = self._sessions.pop(event.assoc, None)
+        if session is not None and session.stored and session.datastore_id is not None:
+            self.queue.request_commit(session.datastore_id)
+
+    def _on_dimse_sent(self, event: Any) -> None:
+        if isinstance(event.message, N_ACTION_RSP):
+            session = self._session(event.assoc)
+            for job in session.commitments if session else ():
+                job.responded.set()
+
+    # -- services -----------------------------------------------------------------------------
+
+    def _on_echo(self, event: Any) -> int:
+        return SUCCESS
+
+    def _on_store(self, event: Any) -> Dataset | int:
+        session = self._session(event.assoc)
+        if not self._allowed(session, Action.STORE):
+            return self._refused(session, Action.STORE)
+        assert session is not None
+
+        def work() -> Dataset | int:
+            datastore_id = self._datastore(session, create=True)
+            assert datastore_id is not None
+            request = event.request
+            stored = self.queue.store(datastore_id, event.encoded_dataset(), session.grant.calling_ae_title,
+                                      expect_sop_instance_uid=str(request.AffectedSOPInstanceUID))
+            session.stored += 1
+            warning = store_warning(stored.warnings)
+            if warning is not None:
+                return warning
+            if stored.sop_class_uid and stored.sop_class_uid != str(request.AffectedSOPClassUID):
+                return status(SOP_CLASS_MISMATCH_WARNING, f"data set SOP Class UID is {stored.sop_class_uid}")
+            return SUCCESS
+
+        return guard(Service.STORE, work)
+
+    def _reading(self, session: Session) -> str | None:
+        """The datastore to read, with this datastore's queued C-STOREs committed first."""
+        datastore_id = self._datastore(session, create=False)
+        if datastore_id is not None and self.queue.pending(datastore_id):
+            self.queue.flush(datastore_id, READ_FLUSH_SECONDS)
+        return datastore_id
+
+    def _on_find(self, event: Any) -> Iterator[tuple[Any, Any]]:
+        session = self._session(event.assoc)
+        if not self._allowed(session, Action.QUERY):
+            yield self._refused(session, Action.QUERY), None
+            return
+        assert session is not None
+
+        def results() -> Iterator[tuple[Any, Any]]:
+            datastore_id = self._reading(session)
+            yield from find.find(self.stores, datastore_id, str(event.request.AffectedSOPClassUID),
+                                 event.identifier, self.ae_title, lambda: bool(event.is_cancelled))
+
+        yield from guarded(Service.FIND, results())
+
+    def _targets(self, event: Any, session: Session) -> tuple[str | None, list[retrieve.Target]]:
+        datastore_id = self._reading(session)
+        return datastore_id, retrieve.targets(self.stores, datastore_id, str(event.request.AffectedSOPClassUID),
+                                              event.identifier)
+
+    def _on_get(self, event: Any) -> Iterator[Any]:
+        session = self._session(event.assoc)
+        try:
+            if not self._allowed(session, Action.RETRIEVE):
+                raise _Refusal(self._refused(session, Action.RETRIEVE))
+            assert session is not None
+            datastore_id, found = self._targets(event, session)
+        except Exception as exc:  # before the count: report it as the one (failed) sub-operation
+            yield 1
+            yield (exc.answer if isinstance(exc, _Refusal) else failure(exc, Service.RETRIEVE)), None
+            return
+        yield len(found)
+        if found:
+            assert datastore_id is not None
+            yield from guarded(Service.RETRIEVE, retrieve.sub_operations(
+                self.stores, datastore_id, found, lambda: event.assoc, lambda: bool(event.is_cancelled)))
+
+    def _on_move(self, event: Any) -> Iterator[Any]:
+        session = self._session(event.assoc)
+        sub = retrieve.SubAssociation()
+        try:
+            if not self._allowed(session, Action.RETRIEVE):
+                raise _Refusal(self._refused(session, Action.RETRIEVE))
+            assert session is not None
+            name = str(event.move_destination or "").strip()
+            peer = get_peer(self.stores.catalog, name) if name else None
+            if peer is None:
+                log.info("DIMSE: C-MOVE to unknown destination %r (tessel ae add NAME HOST PORT)", name)
+                raise MoveDestinationUnknown(f"move destination {name!r} is not registered")
+            datastore_id, found = self._targets(event, session)
+        except (MoveDestinationUnknown, _Refusal):
+            # 0xA801 Move Destination Unknown. (Callers without retrieve rights never get here:
+            # their association was not offered the C-MOVE contexts.)
+            yield None, None
+            return
+        except Exception as exc:  # reported as the one (failed) sub-operation
+            yield retrieve.destination(peer, [], sub)
+            yield 1
+            yield failure(exc, Service.RETRIEVE), None
+            return
+        yield retrieve.destination(peer, found, sub)
+        yield len(found)
+        if found:
+            assert datastore_id is not None
+            yield from guarded(Service.RETRIEVE, retrieve.sub_operations(
+                self.stores, datastore_id, found, lambda: sub.assoc, lambda: bool(event.is_cancelled)))
+
+    def _on_action(self, event: Any) -> tuple[Dataset | int, Dataset | None]:
+        session = self._session(event.assoc)
+        if not self._allowed(session, Action.STORE):
+            return self._refused(session, Action.STORE), None
+        assert session is not None and self.ae is not None
+        ae = self.ae
+
+        def work() -> int:
+            if str(event.request.RequestedSOPClassUID) != StorageCommitmentPushModel:
+                raise IdentifierMismatch("N-ACTION is only supported for Storage Commitment Push Model")
+            if event.action_type != 1:
+                return 0x0123  # No Such Action
+            request = commitment_request(event.action_information)
+            job = commitment.CommitmentJob(
+                self.stores, ae, event.assoc, session.grant.calling_ae_title,
+                self._datastore(session, create=False), request,
+                flush=lambda ds: self.queue.flush(ds, RELEASE_FLUSH_SECONDS))
+            session.commitments.append(job)
+            job.start()
+            return SUCCESS
+
+        result = guard(Service.COMMIT, work)
+        return result, None
+
+
+def start_server(stores: Stores, settings: Settings | None = None, *, block: bool = False) -> DimseServer:
+    """Start a DIMSE server on `settings` (default: the stores' settings); `block` serves until ^C."""
+    server = DimseServer(stores, settings)
+    server.start()
+    if block:
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.stop()
+    return server
+
+
+class _Refusal(Exception):
+    def __init__(self, answer: Dataset) -> None:
+        super().__init__("refused")
+        self.answer = answer
+
+
+def _reject(assoc: Association, result: int, diagnostic: int) -> None:
+    """A-ASSOCIATE-RJ (source: service user), then wait for it to go out as pynetdicom's ACSE does."""
+    assoc.acse.send_reject(result, 0x01, diagnostic)
+    assoc.kill()
+
+
+def _withhold_services(assoc: Association, grant: Grant) -> None:
+    """Offer only the services the caller may use: their contexts are rejected at negotiation."""
+    withheld: set[str] = set()
+    if not grant.query:
+        withheld.update(find.FIND_MODELS)
+    if not grant.retrieve:
+        withheld.update((*retrieve.GET_MODELS, *retrieve.MOVE_MODELS))
+    if not grant.store:
+        withheld.add(StorageCommitmentPushModel)
+    if withheld:
+        assoc.acceptor.supported_contexts = [cx for cx in assoc.acceptor.supported_contexts
+                                             if cx.abstract_syntax not in withheld]
+
+
+def _prefer_syntaxes(assoc: Association) -> None:
+    """Reorder/trim the transfer syntaxes of proposed storage contexts before negotiation.
+
+    Unrestricted storage accepts a context's first proposed syntax. For contexts this side
+    receives on (C-STORE), keep only syntaxes tessel reads, so a context is never accepted in
+    one it cannot store. For contexts the peer receives on (C-GET: it asks for the SCP role),
+    keep the peer's preference when tessel can produce it from lossless frames (uncompressed,
+    HTJ2K, JPEG 2000 lossless); otherwise put uncompressed first, the one syntax every stored
+    instance can be sent in. (A peer that proposes one context per syntax gets each accepted,
+    and every instance then goes as stored when its syntax is among them.)
+    """
+    roles = assoc.requestor.role_selection
+    for cx in assoc.requestor.primitive.presentation_context_definition_list:
+        proposed = [str(ts) for ts in cx.transfer_syntax]
+        role = roles.get(cx.abstract_syntax)
+        if role is not None and role.scp_role:
+            if proposed and proposed[0] not in _UNCOMPRESSED | LOSSLESS_FORMATS:
+                cx.transfer_syntax = ([ts for ts in proposed if ts in _UNCOMPRESSED]
+                                      + [ts for ts in proposed if ts not in _UNCOMPRESSED])
+        else:
+            readable = [ts for ts in proposed if ts in READABLE_SYNTAXES]
+            if readable and readable != proposed:
+                cx.transfer_syntax = readable
