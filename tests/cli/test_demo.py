@@ -110,8 +110,9 @@ def test_demo_imports_the_samples_serves_and_prints_every_address_and_the_key(de
     association.release()
     assert status.Status == 0x0000
 
-    # Again: the samples are not imported twice, and the same key is shown.
+    # Ctrl-C ends the demo cleanly; again, the samples are not imported twice and the same key is shown.
     demo.stop()
+    assert demo.proc.returncode == 0, "\n".join(demo.lines)
     again = Demo(demo.data)
     try:
         output = again.wait_ready()

@@ -53,7 +53,10 @@ def run_demo(settings: Settings, *, serve_after: bool) -> int:
     from tessel.app import serve
 
     threading.Thread(target=_announce_when_ready, args=(settings,), daemon=True).start()
-    serve(settings)
+    try:
+        serve(settings)
+    except KeyboardInterrupt:  # Ctrl-C is how a demo ends: not an error for `make`
+        console.print("demo stopped")
     return 0
 
 
