@@ -232,8 +232,6 @@ def test_a_metadata_only_change_keeps_the_frames_and_their_ids(stores: Stores, t
 
 
 def test_staging_runs_on_two_worker_processes_at_once(stores: Stores, tmp_path: Path) -> None:
-    import os
-
     import psutil
 
     ds = create_datastore(stores, "t")
@@ -243,13 +241,16 @@ def test_staging_runs_on_two_worker_processes_at_once(stores: Stores, tmp_path: 
     overlapping = []
 
     def sample(_: jobs.JobProgress) -> None:
-        # Pool workers are forked from the fork server, itself a child of this process.
+        # Pool workers are forked from this process's fork server (other children, such as
+        # servers other tests started, have workers of their own: not ours).
         busy = {}
-        for child in psutil.Process().children(recursive=True):
+        for server in psutil.Process().children():
             try:
-                if child.ppid() != os.getpid():
-                    times = child.cpu_times()
-                    busy[child.pid] = times.user + times.system
+                if not any("multiprocessing.forkserver" in part for part in server.cmdline()):
+                    continue
+                for worker in server.children():
+                    times = worker.cpu_times()
+                    busy[worker.pid] = times.user + times.system
             except psutil.Error:
                 continue
         grew = [pid for pid, cpu in busy.items() if cpu > worker_cpu.get(pid, 0.0)]
