@@ -103,8 +103,10 @@ def _search(level: str, scope_keys: tuple[str, ...]) -> Handler:
         params = qido.parse_search(ctx.query)
         scope = {names[k]: ctx.path[k] for k in scope_keys}
         results, more = qido.search(ctx.stores, ctx.datastore_id, level, params, ctx.base_url, scope)
-        headers = {"Warning": '299 tessel "There are additional results that can be requested"'} if more else None
-        return _json(results, headers=headers)
+        warning = ("The number of results exceeded the maximum supported by the server. Additional results "
+                   "can be requested." if more and params.limited else
+                   "There are additional results that can be requested." if more else None)
+        return _json(results, headers={"Warning": f'299 tessel "{warning}"'} if warning else None)
 
     search.__name__ = f"search_{level.lower()}"
     return search
