@@ -7,6 +7,7 @@ import fcntl
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -15,7 +16,7 @@ from fastapi.responses import PlainTextResponse
 
 from starlette.middleware.cors import CORSMiddleware
 
-from tessel import __version__, ahi, dicomweb, documents
+from tessel import __version__, ahi, dicomweb, documents, lifecycle
 from tessel.catalog import query
 from tessel.auth import KeyStore, bootstrap
 from tessel.config import Settings
@@ -67,7 +68,14 @@ class JobRunner:
         self._thread.join(timeout=30)
 
     def _loop(self) -> None:
+        next_upkeep = 0.0
         while not self._stop.is_set():
+            if time.monotonic() >= next_upkeep:  # life-cycle upkeep: interrupted writes, deleted frames
+                next_upkeep = time.monotonic() + 60
+                try:
+                    lifecycle.maintain(self.stores)
+                except Exception:  # retried next minute; serving goes on
+                    log.exception("life-cycle upkeep failed")
             for job in jobs.unfinished_jobs(self.stores):
                 if self._stop.is_set():
                     return
