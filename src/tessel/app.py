@@ -99,6 +99,7 @@ def create_app(settings: Settings, stores: Stores | None = None, *, no_auth: boo
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         runner.start()
+        app.state.ahi_access.start()  # lastAccessedAt, written in batches
         try:
             dimse.start()  # DIMSE on settings.dicom_port (already bound by serve())
             try:
@@ -106,6 +107,7 @@ def create_app(settings: Settings, stores: Stores | None = None, *, no_auth: boo
             finally:
                 dimse.stop()
         finally:
+            app.state.ahi_access.stop()
             runner.stop()
 
     app = FastAPI(title="tessel", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)

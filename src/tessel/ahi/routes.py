@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from tessel import retrieve
 from tessel.ahi import shapes
+from tessel.ahi.access import AccessLog
 from tessel.ahi.errors import NotAcceptable, error_response, new_request_id, response_for
 from tessel.ahi.protocol import Operation, operations, parse_request
 from tessel.ahi.throttle import RateLimiter
@@ -46,6 +47,11 @@ class Context:
     principal: Principal
     jobs: Any  # the app's JobRunner: submit() wakes it
     accept: str | None = None  # the request's Accept header (GetImageFrame answers 406 if it excludes the frame)
+    access: AccessLog | None = None  # where reads and writes of image sets are remembered (lastAccessedAt)
+
+    def accessed(self, image_set_id: str) -> None:
+        if self.access is not None:
+            self.access.record(image_set_id)
 
     @property
     def settings(self) -> Settings:
@@ -236,6 +242,7 @@ def get_image_set_metadata(ctx: Context, p: Params) -> Response:
     if version == 0:  # versions start at 1 (and retrieve reads 0 as "latest")
         raise NotFound(f"image set {p['imageSetId']} has no version 0")
     blob = retrieve.get_metadata_blob(ctx.stores, p["datastoreId"], p["imageSetId"], version)
+    ctx.accessed(p["imageSetId"])
     return _blob(blob, "application/json", **{"Content-Encoding": "gzip"})
 
 
@@ -247,6 +254,7 @@ def get_image_frame(ctx: Context, p: Params) -> Response:
         raise NotAcceptable(f"image frame {p['imageFrameInformation']['imageFrameId']} is stored as "
                             f"{media_type}, which the Accept header ({ctx.accept}) excludes; GetImageFrame "
                             f"returns the stored bytes only")
+    ctx.accessed(p["imageSetId"])
     return _blob(frame.data, media_type)
 
 
@@ -287,6 +295,7 @@ def update_image_set_metadata(ctx: Context, p: Params) -> Params:
         ctx.stores, p["datastoreId"], p["imageSetId"], latest_version_id=int(p["latestVersionId"]),
         updatable=updatable, removable=removable, revert_to_version_id=revert,
         force=bool(p.get("force")), include_study_image_sets=bool(p.get("includeStudyImageSets")))
+    ctx.accessed(image_set.id)
     return shapes.update_result(image_set)
 
 
@@ -303,6 +312,8 @@ def copy_image_set(ctx: Context, p: Params) -> Params:
         destination_image_set_id=destination["imageSetId"] if destination else None,
         destination_latest_version=int(destination["latestVersionId"]) if destination else None,
         force=bool(p.get("force")), promote_to_primary=bool(p.get("promoteToPrimary")))
+    ctx.accessed(src.id)
+    ctx.accessed(dst.id)
     return {"datastoreId": p["datastoreId"],
             "sourceImageSetProperties": shapes.copy_properties(ctx.settings, src),
             "destinationImageSetProperties": shapes.copy_properties(ctx.settings, dst)}
@@ -373,7 +384,8 @@ def _endpoint(op: Operation, function: Callable[[Context, Params], Any]) -> Call
                                    query=request.query_params.multi_items(), body=await request.body())
             stores: Stores = request.app.state.stores
             require(principal, action, _resource(stores.settings, params))
-            ctx = Context(stores, principal, request.app.state.jobs, request.headers.get("accept"))
+            ctx = Context(stores, principal, request.app.state.jobs, request.headers.get("accept"),
+                          request.app.state.ahi_access)
             result = await run_in_threadpool(function, ctx, params)
         except Exception as exc:  # every failure answers in botocore's error shape
             return response_for(exc, request_id, op.name)
@@ -415,6 +427,7 @@ def install(app: FastAPI) -> None:
     """Mount the API on the root of `app` (needs app.state.stores, .keys and .jobs)."""
     rate = app.state.stores.settings.rate_limit
     app.state.ahi_rate_limiter = RateLimiter(rate) if rate else None
+    app.state.ahi_access = AccessLog(app.state.stores.catalog)  # started and stopped by the app's lifespan
     app.include_router(build_router())
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

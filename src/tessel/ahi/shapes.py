@@ -13,6 +13,7 @@ import json
 import re
 from typing import Any, Mapping
 
+from tessel.ahi.access import storage_tier
 from tessel.ahi.validation import ValidationError
 from tessel.catalog.models import Datastore, ImageSet, ImageSetVersion, ImportJob
 from tessel.catalog.search import SearchCriteria, SearchFilter
@@ -142,7 +143,7 @@ def image_set_properties(settings: Settings, image_set: ImageSet, version: Image
         "imageSetArn": image_set_arn(settings, image_set.datastore_id, image_set.id),
         "overrides": {"forced": True} if version.forced else None,
         "isPrimary": version.is_primary, "lastAccessedAt": image_set.last_accessed_at,
-        "storageTier": image_set.storage_tier})
+        "storageTier": storage_tier(image_set.created_at, image_set.last_accessed_at)})
 
 
 def version_properties(version: ImageSetVersion) -> dict[str, Any]:
@@ -190,7 +191,8 @@ def search_summary(image_set: ImageSet) -> dict[str, Any]:
         "DICOMStudyTime": image_set.study_time})
     return _clean({"imageSetId": image_set.id, "version": image_set.latest_version,
                    "createdAt": image_set.created_at, "updatedAt": image_set.updated_at,
-                   "lastAccessedAt": image_set.last_accessed_at, "storageTier": image_set.storage_tier,
+                   "lastAccessedAt": image_set.last_accessed_at,
+                   "storageTier": storage_tier(image_set.created_at, image_set.last_accessed_at),
                    "DICOMTags": tags, "isPrimary": image_set.is_primary})
 
 

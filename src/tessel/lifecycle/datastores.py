@@ -55,7 +55,7 @@ def create_datastore(stores: Stores, name: str, *, client_token: str | None = No
     """A new datastore, ACTIVE when this returns (CREATE_FAILED if its storage refused the marker).
 
     A repeated client_token returns the datastore it made, or is a Conflict if the
-    other parameters differ. `tags` are written with the datastore, under its ARN.
+    other parameters (tags, when given) differ. `tags` are written with the datastore, under its ARN.
     """
     if client_token:
         existing = stores.catalog.find_datastore(client_token=client_token)
@@ -63,7 +63,7 @@ def create_datastore(stores: Stores, name: str, *, client_token: str | None = No
             same = (existing.name, existing.lossless_storage_format, existing.kms_key_arn,
                     existing.lambda_authorizer_arn) == (name, lossless_storage_format, kms_key_arn,
                                                         lambda_authorizer_arn)
-            if not same or stores.catalog.get_tags(datastore_arn(stores.settings, existing.id)) != (tags or {}):
+            if not same or (tags and stores.catalog.get_tags(datastore_arn(stores.settings, existing.id)) != tags):
                 raise Conflict(f"clientToken {client_token} was already used for a different datastore")
             return existing
     now = time.time()
