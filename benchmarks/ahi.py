@@ -5,7 +5,9 @@ Imports, with StartDICOMImportJob into a `tessel serve` subprocess, a synthetic 
 (default 8192x6144 at level 0 in 256x256 JPEG tiles, stored as they came), then times:
 - GetImageFrame on random CT frames and on random WSI tiles, with 1 and 16 concurrent
   clients (16 client processes by default, one boto3 client each, so that the client
-  side does not queue behind one GIL);
+  side does not queue behind one GIL); then the same with "raw" clients that send
+  requests botocore signed beforehand over http.client, which leaves out boto3's own
+  per-call cost (on a 2-core machine the 16 boto3 clients compete with the server);
 - GetImageSetMetadata of the 300-instance CT image set.
 Targets (issue #3): frame p99 < 20 ms at 16 clients. The load average is printed with
 every figure: other work on the machine shows in the numbers.
@@ -132,18 +134,61 @@ def _frame_client(url: str, ds: str, targets: list[tuple[str, str]], count: int,
     out.put((latencies, sizes))
 
 
+def _raw_client(url: str, ds: str, targets: list[tuple[str, str]], count: int, seed: int,
+                start: Any, out: Any) -> None:
+    """A minimal client: requests signed up front by botocore's signer (valid for 15 minutes), sent
+    with http.client on one keep-alive connection. What is left of the latency is the server's."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    rng = random.Random(seed)
+    signer = SigV4Auth(Credentials(KEY_ID, SECRET), "medical-imaging", "us-east-1")
+    prepared = []
+    for image_set, frame in rng.sample(targets, min(len(targets), 200)):
+        path = f"/datastore/{ds}/imageSet/{image_set}/getImageFrame"
+        body = json.dumps({"imageFrameId": frame}).encode()
+        request = AWSRequest(method="POST", url=url + path, data=body, headers={"Content-Type": "application/json"})
+        signer.add_auth(request)
+        prepared.append((path, body, dict(request.headers.items())))
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port)
+
+    def call() -> int:
+        path, body, headers = rng.choice(prepared)
+        conn.request("POST", path, body=body, headers=headers)
+        response = conn.getresponse()
+        data = response.read()
+        assert response.status == 200, (response.status, data[:200])
+        return len(data)
+
+    for _ in range(10):
+        call()
+    start.wait()
+    latencies, sizes = [], []
+    for _ in range(count):
+        began = time.perf_counter()
+        sizes.append(call())
+        latencies.append(time.perf_counter() - began)
+    out.put((latencies, sizes))
+
+
 def frame_run(url: str, ds: str, targets: list[tuple[str, str]], what: str, clients: int, requests: int,
-              threads: bool) -> None:
+              threads: bool, raw: bool = False) -> None:
     if threads:
         import queue
         start_t, out_t = threading.Event(), queue.Queue()  # type: ignore[var-annotated]
-        workers: list[Any] = [threading.Thread(target=_frame_client, args=(
+        workers: list[Any] = [threading.Thread(target=_raw_client if raw else _frame_client, args=(
             url, ds, targets, requests // clients, k, start_t, out_t)) for k in range(clients)]
         start, out = start_t, out_t
     else:
         context = multiprocessing.get_context("spawn")
         start, out = context.Event(), context.Queue()
-        workers = [context.Process(target=_frame_client, args=(url, ds, targets, requests // clients, k, start, out))
+        workers = [context.Process(target=_raw_client if raw else _frame_client,
+                                   args=(url, ds, targets, requests // clients, k, start, out))
                    for k in range(clients)]
     for w in workers:
         w.start()
@@ -157,7 +202,7 @@ def frame_run(url: str, ds: str, targets: list[tuple[str, str]], what: str, clie
         w.join()
     every = [x for latencies, _ in results for x in latencies]
     sizes = [x for _, s in results for x in s]
-    print(f"GetImageFrame {what:9} {clients:2d} client(s): {percentiles(every)}  "
+    print(f"GetImageFrame {what:9} {clients:2d} {'raw' if raw else 'boto3'} client(s): {percentiles(every)}  "
           f"{len(every) / elapsed:6.0f} frames/s  ~{statistics.fmean(sizes) / 1024:.0f} KiB/frame  "
           f"[{before}]", flush=True)
 
@@ -204,9 +249,10 @@ def main() -> None:
             wsi_targets = [(image_set, f) for image_set, frames in wsi_sets for f in frames]
             print(f"CT image set: {len(ct_frames)} frames; slide: {len(wsi_targets)} tiles in "
                   f"{len(wsi_sets)} image set(s)", flush=True)
-            for clients in (1, 16):
-                frame_run(url, ct_ds, ct_targets, "CT", clients, args.requests, args.threads)
-                frame_run(url, wsi_ds, wsi_targets, "WSI tile", clients, args.requests, args.threads)
+            for raw in (False, True):
+                for clients in (1, 16):
+                    frame_run(url, ct_ds, ct_targets, "CT", clients, args.requests, args.threads, raw)
+                    frame_run(url, wsi_ds, wsi_targets, "WSI tile", clients, args.requests, args.threads, raw)
             metadata_run(url, ct_ds, ct_set, len(ct_frames), 50)
         finally:
             proc.terminate()
