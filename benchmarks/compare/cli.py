@@ -91,22 +91,23 @@ def main(argv: list[str] | None = None) -> int:
                 figures[name] += scenarios.read_all(target, work, settings, _log, only)
             finally:
                 server.stop()
+        doc = report.document(
+            command=_command(argv), mode="quick" if args.quick else "full",
+            settings={"sizes": _asdict(sizes), "wsi_tiles": sizes.wsi_tiles(), "seeds": workloads.SEEDS,
+                      **_asdict(settings), "server_cpus": args.server_cpus or "not pinned"},
+            servers=described, figures=figures, checks=problems, load_start=load_start,
+            load_end=report.load_average(), caveats=caveats(args.server_cpus, sizes), started=started)
+        args.out.mkdir(parents=True, exist_ok=True)
+        json_path = args.out / f"compare-{stamp}.json"
+        json_path.write_text(json.dumps(doc, indent=2))
+        text = report.markdown(doc)
+        (args.out / f"compare-{stamp}.md").write_text(text)
+        _emit(text, args.markdown)
+        _log(f"wrote {json_path}")
     finally:
-        if not args.keep:
+        if not args.keep and run_dir.exists():
+            _log(f"removing the servers' data ({run_dir})")
             shutil.rmtree(run_dir, ignore_errors=True)
-    doc = report.document(
-        command=_command(argv), mode="quick" if args.quick else "full",
-        settings={"sizes": _asdict(sizes), "wsi_tiles": sizes.wsi_tiles(), "seeds": workloads.SEEDS,
-                  **_asdict(settings), "server_cpus": args.server_cpus or "not pinned"},
-        servers=described, figures=figures, checks=problems, load_start=load_start,
-        load_end=report.load_average(), caveats=caveats(args.server_cpus, sizes), started=started)
-    args.out.mkdir(parents=True, exist_ok=True)
-    json_path = args.out / f"compare-{stamp}.json"
-    json_path.write_text(json.dumps(doc, indent=2))
-    text = report.markdown(doc)
-    (args.out / f"compare-{stamp}.md").write_text(text)
-    _emit(text, args.markdown)
-    _log(f"wrote {json_path}")
     failed = any(f.errors for figs in figures.values() for f in figs) or any(problems.values())
     return 1 if failed else 0
 
