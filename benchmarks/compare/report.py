@@ -161,6 +161,10 @@ def markdown(doc: dict[str, Any], *, ours: str = "tessel", theirs: str = "orthan
     lines.append(f"- load average at start / end: {_load(doc['load_average']['start'])} / "
                  f"{_load(doc['load_average']['end'])}")
     lines.append(f"- command: `{doc['command']}`")
+    busiest = max([*doc["load_average"]["start"][:1], *doc["load_average"]["end"][:1]], default=0.0)
+    if busiest > (m["cores"] or 1) / 2:
+        lines.append(f"- **provisional: other work was running (1-minute load average up to {busiest:g} on "
+                     f"{m['cores']} cores), so both servers got only part of the CPU; rerun on a quiet machine**")
     for name, checks in doc["checks"].items():
         if checks:
             lines.append(f"- **{name} answered wrongly before measuring:** " + "; ".join(checks[:3]))

@@ -66,11 +66,22 @@ def stow(target: Target, dataset: Dataset, name: str, uploaders: int, settings: 
         body, content_type = multipart.stow_body([Path(instance.path).read_bytes()])
         plan.append(Request("POST", "/studies", (("Content-Type", content_type), ("Accept", JSON)), body))
     result = load.run_load(target, plan, clients=uploaders, duration=0, min_requests=len(plan),
-                           max_requests=len(plan), warmup_per_client=0)
+                           max_requests=len(plan), warmup_per_client=0, check=stow_stored)
     figure = figure_from(name, "instances", result, payload_bytes=dataset.bytes if not result.errors else 0)
     if not result.errors:
         figure.notes.append(f"{len(plan)} instances, {dataset.bytes / 1e6:.0f} MB, one per request")
     return figure
+
+
+def stow_stored(request: Request, response: Response) -> str | None:
+    """200, or 202 (stored with warnings), with no Failed SOP Sequence items."""
+    if response.status not in (200, 202):
+        return f"STOW-RS: HTTP {response.status} {response.body[:200]!r}"
+    try:
+        failed = load.as_json(response).get("00081198", {}).get("Value") or []
+    except (ValueError, AttributeError):
+        return f"STOW-RS: HTTP {response.status} with an answer that is not DICOM JSON: {response.body[:200]!r}"
+    return f"STOW-RS: {len(failed)} instance(s) failed: {failed[:1]}" if failed else None
 
 
 def cstore(target: Target, dataset: Dataset, folder: Path, name: str) -> Figure:

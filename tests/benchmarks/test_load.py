@@ -84,3 +84,16 @@ def test_empty_plans_and_no_clients_are_refused(target: Target) -> None:
         load.run_load(target, [], clients=1, duration=0, min_requests=1)
     with pytest.raises(ValueError):
         load.run_load(target, [load.get("/a", "*/*")], clients=0, duration=0, min_requests=1)
+
+
+def test_stow_answers_count_as_stored_only_without_failed_instances() -> None:
+    from benchmarks.compare.scenarios import stow_stored
+
+    request = Request("POST", "/studies")
+    ok = load.Response(200, {}, b'{"00081198": {"vr": "SQ"}, "00081199": {"vr": "SQ", "Value": [{}]}}')
+    warned = load.Response(202, {}, b'{"00081199": {"vr": "SQ", "Value": [{}]}}')
+    failed = load.Response(202, {}, b'{"00081198": {"vr": "SQ", "Value": [{"00081197": {"vr": "US"}}]}}')
+    assert stow_stored(request, ok) is None and stow_stored(request, warned) is None
+    assert "1 instance(s) failed" in str(stow_stored(request, failed))
+    assert "HTTP 409" in str(stow_stored(request, load.Response(409, {}, b"{}")))
+    assert "not DICOM JSON" in str(stow_stored(request, load.Response(200, {}, b"<html>")))

@@ -23,6 +23,7 @@ def doc(ours: list[Figure], theirs: list[Figure], checks: dict[str, list[str]] |
         figures={"tessel": ours, "orthanc": theirs}, checks=checks or {"tessel": [], "orthanc": []},
         load_start=[0.1, 0.2, 0.3], load_end=[1.0, 0.5, 0.4], caveats=["two cores"],
         started=dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc))
+    d["machine"] = {**d["machine"], "cpu": "Test CPU", "cores": 2}  # whatever runs the tests
     return json.loads(json.dumps(d))  # what --render reads back
 
 
@@ -65,6 +66,13 @@ def test_markdown_shows_run_context_ratios_and_every_figure() -> None:
     assert "1/8.33" in study and "**no**" in study  # 30 ms is only 1/8.3 of 250 ms
     assert "| custom_extra | tessel |" in text  # figures without a label still show
     assert "- two cores" in text
+    assert "provisional" not in text  # load average 1.0 on 2 cores: quiet enough
+
+
+def test_markdown_marks_figures_of_a_busy_machine_as_provisional() -> None:
+    d = doc([], [])
+    d["load_average"] = {"start": [6.5, 4.0, 3.0], "end": [2.0, 3.0, 3.0]}
+    assert "provisional: other work was running (1-minute load average up to 6.5 on" in report.markdown(d)
 
 
 def test_markdown_says_when_a_server_answered_wrongly() -> None:
