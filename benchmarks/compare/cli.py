@@ -58,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     if unknown or not names:
         print(f"compare: unknown server(s) {sorted(unknown)}; use tessel and/or orthanc", file=sys.stderr)
         return 2
+    missing = [tool for tool, needed in (("Orthanc", "orthanc" in names), ("storescu", True), ("taskset", bool(
+        args.server_cpus))) if needed and shutil.which(tool) is None]
+    if missing:
+        print(f"compare: {', '.join(missing)} not found; run scripts/orthanc-setup.sh (make bench does) or "
+              "scripts/test-setup.sh", file=sys.stderr)
+        return 2
     settings = scenarios.Settings(
         duration=args.duration if args.duration is not None else (0.5 if args.quick else 10.0),
         min_requests=args.min_requests if args.min_requests is not None else (5 if args.quick else 30),
