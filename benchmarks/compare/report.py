@@ -191,8 +191,8 @@ def _goals_table(ours: dict[str, Figure], theirs: dict[str, Figure], a: str, b: 
 
 
 def _figures_table(figs: dict[str, dict[str, Figure]], servers: list[str]) -> list[str]:
-    lines = ["| figure | server | p50 ms | p95 ms | p99 ms | rate /s | MB/s | client CPU | server CPU | n |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| figure | server | p50 ms | p95 ms | p99 ms | rate /s | MB/s | client CPU | server CPU | "
+             "server CPU ms/op | n |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     names = [n for n in LABELS if any(n in figs[s] for s in servers)]
     names += sorted({n for s in servers for n in figs[s]} - set(names))
     for name in names:
@@ -203,7 +203,7 @@ def _figures_table(figs: dict[str, dict[str, Figure]], servers: list[str]) -> li
             errors = f" ({f.errors} errors)" if f.errors else ""
             lines.append(f"| {LABELS.get(name, name)} | {server}{errors} | {_num(f.p50_ms)} | {_num(f.p95_ms)} | "
                          f"{_num(f.p99_ms)} | {_num(f.rate)} {f.unit} | {_num(f.mb_per_s)} | {_num(f.client_cpu)} | "
-                         f"{_num(f.server_cpu)} | {f.count} |")
+                         f"{_num(f.server_cpu)} | {_num(f.server_cpu_ms_per_op)} | {f.count} |")
     return lines
 
 

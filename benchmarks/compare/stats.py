@@ -29,7 +29,8 @@ class Figure:
     """One measured figure: latencies in milliseconds and/or a rate, with the CPU it took.
 
     `client_cpu` and `server_cpu` are in cores (CPU seconds per wall second): a client
-    near 1.0 (one core, Python's GIL) is the bottleneck, not the server.
+    near 1.0 (one core, Python's GIL) is the bottleneck, not the server. The server's CPU
+    per operation depends little on what else the machine runs, unlike latencies.
     """
 
     name: str
@@ -43,6 +44,7 @@ class Figure:
     mb_per_s: float | None = None
     client_cpu: float | None = None
     server_cpu: float | None = None
+    server_cpu_ms_per_op: float | None = None  # the server's CPU per operation: hardly moved by other load
     errors: int = 0
     notes: list[str] = field(default_factory=list)
 
@@ -51,6 +53,10 @@ class Figure:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Figure:
+        data = dict(data)
+        if "server_cpu_ms_per_op" not in data and data.get("server_cpu") is not None and data.get("count"):
+            # documents written before the field existed: the same value from what they do have
+            data["server_cpu_ms_per_op"] = _round(data["server_cpu"] * data["seconds"] * 1000 / data["count"])
         return cls(**data)
 
 
@@ -86,6 +92,7 @@ def summarise(
         mb_per_s=_round(payload_bytes / 1e6 / wall) if payload_bytes else None,
         client_cpu=round(client_cpu_s / wall, 2) if client_cpu_s is not None else None,
         server_cpu=round(server_cpu_s / wall, 2) if server_cpu_s is not None else None,
+        server_cpu_ms_per_op=_round(server_cpu_s * 1000 / count) if server_cpu_s is not None and count else None,
         errors=errors,
     )
 

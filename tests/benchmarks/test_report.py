@@ -85,7 +85,7 @@ def test_a_single_server_run_renders_without_ratios() -> None:
     d["figures"] = {"tessel": d["figures"]["tessel"]}  # type: ignore[index]
     text = report.markdown(d)
     assert "tessel / orthanc" not in text
-    assert "| QIDO-RS studies by PatientID | tessel | 1 | 2 | 3 | 500 requests |" in text
+    assert "| QIDO-RS studies by PatientID | tessel | 1 | 2 | 3 | 500 requests | - | - | - | - | 100 |" in text
 
 
 def test_report_replaces_only_the_results_between_markers() -> None:

@@ -39,6 +39,7 @@ def test_summarise_turns_seconds_into_milliseconds_and_a_rate() -> None:
     assert fig.rate == 50.0
     assert fig.mb_per_s == 2.0
     assert fig.client_cpu == 0.25 and fig.server_cpu == 1.5
+    assert fig.server_cpu_ms_per_op == 30.0
 
 
 def test_summarise_counts_operations_when_a_request_does_several() -> None:
