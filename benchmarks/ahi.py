@@ -125,6 +125,7 @@ def _frame_client(url: str, ds: str, targets: list[tuple[str, str]], count: int,
 
     for _ in range(10):
         call()
+    out.put("ready")
     start.wait()
     latencies, sizes = [], []
     for _ in range(count):
@@ -167,6 +168,7 @@ def _raw_client(url: str, ds: str, targets: list[tuple[str, str]], count: int, s
 
     for _ in range(10):
         call()
+    out.put("ready")
     start.wait()
     latencies, sizes = [], []
     for _ in range(count):
@@ -192,7 +194,8 @@ def frame_run(url: str, ds: str, targets: list[tuple[str, str]], what: str, clie
                    for k in range(clients)]
     for w in workers:
         w.start()
-    time.sleep(2 + clients * 0.3)  # every client connected and warmed up
+    for _ in workers:  # every client connected and warmed up
+        assert out.get(timeout=600) == "ready"
     before = loadavg()
     began = time.perf_counter()
     start.set()
