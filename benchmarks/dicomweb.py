@@ -244,18 +244,18 @@ def seed_studies(data: Path, datastore: str, count: int) -> None:
     print(f"QIDO-RS: {count} studies written to the query index in {time.perf_counter() - began:.1f} s", flush=True)
 
 
-def qido_run(url: str, datastore: str, runs: int, cpu: ServerCpu) -> None:
+def qido_run(url: str, datastore: str, studies: int, runs: int, cpu: ServerCpu) -> None:
     shapes: dict[str, Callable[[random.Random], dict[str, str]]] = {
         "all studies, newest first": lambda r: {"limit": "100"},
-        "PatientID": lambda r: {"PatientID": f"PID{r.randrange(40000):06d}"},
-        "00100020 (OHIF)": lambda r: {"00100020": f"PID{r.randrange(40000):06d}"},
+        "PatientID": lambda r: {"PatientID": f"PID{r.randrange(min(40000, studies)):06d}"},
+        "00100020 (OHIF)": lambda r: {"00100020": f"PID{r.randrange(min(40000, studies)):06d}"},
         "PatientName prefix": lambda r: {"PatientName": f"name{r.randrange(5000):04d}*", "limit": "100"},
         "PatientName *x* (OHIF)": lambda r: {"PatientName": f"*name{r.randrange(5000):04d}*", "limit": "101"},
         "fuzzy PatientName": lambda r: {"PatientName": f"john name{r.randrange(5000):04d}",
                                         "fuzzymatching": "true"},
         "StudyDate range": lambda r: {"StudyDate": f"{2000 + r.randrange(25)}0101-{2000 + r.randrange(25)}0131",
                                       "limit": "100"},
-        "AccessionNumber": lambda r: {"AccessionNumber": f"A{r.randrange(100000):08d}"},
+        "AccessionNumber": lambda r: {"AccessionNumber": f"A{r.randrange(studies):08d}"},
         "ModalitiesInStudy": lambda r: {"ModalitiesInStudy": r.choice(["CT", "MR", "SM"]), "limit": "100"},
         "date + modality": lambda r: {"StudyDate": f"{2000 + r.randrange(25)}-", "ModalitiesInStudy": "MR",
                                       "limit": "100"},
@@ -321,7 +321,7 @@ def main() -> None:
                              cpu)
             if "qido" in only:
                 seed_studies(data, datastore, args.studies)
-                qido_run(url, datastore, 100, cpu)
+                qido_run(url, datastore, args.studies, 100, cpu)
         finally:
             proc.terminate()
             proc.wait(timeout=30)

@@ -182,6 +182,20 @@ def instance_node(doc: dict[str, Any], ref: InstanceRef) -> dict[str, Any]:
 
 # -- frames ---------------------------------------------------------------------------------------
 
+# Built once: SQLAlchemy then reuses its compiled form, and building the statement cost more
+# than running it.
+_FRAMES_QUERY = (
+    sa.select(dicom_instances.c.image_set_id, dicom_instances.c.study_instance_uid,
+              dicom_instances.c.series_instance_uid, dicom_instances.c.sop_class_uid,
+              dicom_instances.c.number_of_frames, dicom_instances.c.stored_transfer_syntax_uid,
+              dicom_instances.c.pixel, frames.c.frame_number, frames.c.frame_id)
+    .join(frames, sa.and_(frames.c.image_set_id == dicom_instances.c.image_set_id,
+                          frames.c.sop_instance_uid == dicom_instances.c.sop_instance_uid))
+    .where(dicom_instances.c.datastore_id == sa.bindparam("datastore_id"),
+           dicom_instances.c.sop_instance_uid == sa.bindparam("sop"),
+           frames.c.frame_number.in_(sa.bindparam("numbers", expanding=True))))
+
+
 def get_frames(stores: Stores, datastore_id: str, study_uid: str, series_uid: str, sop_uid: str,
                numbers: Sequence[int], *, image_set_id: str | None = None) -> StoredFrames:
     """Frames `numbers` (1-based) of an instance, as stored: one catalog lookup, one read per frame."""
@@ -189,15 +203,9 @@ def get_frames(stores: Stores, datastore_id: str, study_uid: str, series_uid: st
         raise NotFound("frame numbers start at 1")
     if image_set_id is not None:
         return _frames_via_document(stores, datastore_id, study_uid, series_uid, sop_uid, numbers, image_set_id)
-    i, f = dicom_instances, frames
-    q = (sa.select(i.c.image_set_id, i.c.study_instance_uid, i.c.series_instance_uid, i.c.sop_class_uid,
-                   i.c.number_of_frames, i.c.stored_transfer_syntax_uid, i.c.pixel, f.c.frame_number,
-                   f.c.frame_id)
-         .join(f, sa.and_(f.c.image_set_id == i.c.image_set_id, f.c.sop_instance_uid == i.c.sop_instance_uid))
-         .where(i.c.datastore_id == datastore_id, i.c.sop_instance_uid == sop_uid,
-                f.c.frame_number.in_(sorted(set(numbers)))))
     with stores.catalog.read() as conn:
-        rows = [r for r in conn.execute(q)
+        rows = [r for r in conn.execute(_FRAMES_QUERY, {"datastore_id": datastore_id, "sop": sop_uid,
+                                                        "numbers": sorted(set(numbers))})
                 if r.study_instance_uid == study_uid and r.series_instance_uid == series_uid]
     by_number = {r.frame_number: r for r in rows}
     missing = [n for n in numbers if n not in by_number]
