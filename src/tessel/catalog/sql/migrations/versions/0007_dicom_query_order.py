@@ -3,13 +3,13 @@
 Without the sort column in them, SQLite answered PatientID= and AccessionNumber= by walking
 every study of the datastore in updated_at order (120 ms at 20,000 studies instead of 0.1 ms).
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 """
 from alembic import op
 
-revision = '0006'
-down_revision = '0005'
+revision = '0007'
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 
