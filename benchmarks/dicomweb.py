@@ -183,6 +183,39 @@ def frames_run(url: str, urls: list[str], accept: str, label: str, requests: int
               f"~{size / 1024:.0f} KiB", flush=True)
 
 
+def cold_run(url: str, urls: list[str], accept: str, label: str, clients: int, cpu: ServerCpu) -> None:
+    """Every frame once, shared out among `clients`: none can come from the server's cache of
+    decoded frames, so this is the cost of decoding."""
+    https = [http_client(url) for _ in range(clients)]
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    barrier = threading.Barrier(clients + 1)
+
+    def work(k: int) -> None:
+        http = https[k]
+        http.get("/healthz")  # open the connection
+        barrier.wait()
+        for path in urls[k::clients]:
+            began = time.perf_counter()
+            response = http.get(path, headers={"Accept": accept})
+            assert response.status_code == 200, response.text[:300]
+            latencies[k].append(time.perf_counter() - began)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    before, began = cpu.now(), time.perf_counter()
+    for t in threads:
+        t.join()
+    elapsed, used = time.perf_counter() - began, cpu.now() - before
+    every = [x for run in latencies for x in run]
+    print(f"WADO-RS frames, {label:28s} {clients:2d} client(s): {percentiles(every)}  "
+          f"{len(every) / elapsed:6.0f} frames/s  server CPU {used / len(every) * 1000:5.2f} ms/frame  "
+          f"(each frame once: decoded, not cached)", flush=True)
+    for http in https:
+        http.close()
+
+
 def metadata_run(url: str, path: str, label: str, requests: int, cpu: ServerCpu) -> None:
     with http_client(url) as http:
         began = time.perf_counter()
@@ -244,18 +277,18 @@ def seed_studies(data: Path, datastore: str, count: int) -> None:
     print(f"QIDO-RS: {count} studies written to the query index in {time.perf_counter() - began:.1f} s", flush=True)
 
 
-def qido_run(url: str, datastore: str, runs: int, cpu: ServerCpu) -> None:
+def qido_run(url: str, datastore: str, studies: int, runs: int, cpu: ServerCpu) -> None:
     shapes: dict[str, Callable[[random.Random], dict[str, str]]] = {
         "all studies, newest first": lambda r: {"limit": "100"},
-        "PatientID": lambda r: {"PatientID": f"PID{r.randrange(40000):06d}"},
-        "00100020 (OHIF)": lambda r: {"00100020": f"PID{r.randrange(40000):06d}"},
+        "PatientID": lambda r: {"PatientID": f"PID{r.randrange(min(40000, studies)):06d}"},
+        "00100020 (OHIF)": lambda r: {"00100020": f"PID{r.randrange(min(40000, studies)):06d}"},
         "PatientName prefix": lambda r: {"PatientName": f"name{r.randrange(5000):04d}*", "limit": "100"},
         "PatientName *x* (OHIF)": lambda r: {"PatientName": f"*name{r.randrange(5000):04d}*", "limit": "101"},
         "fuzzy PatientName": lambda r: {"PatientName": f"john name{r.randrange(5000):04d}",
                                         "fuzzymatching": "true"},
         "StudyDate range": lambda r: {"StudyDate": f"{2000 + r.randrange(25)}0101-{2000 + r.randrange(25)}0131",
                                       "limit": "100"},
-        "AccessionNumber": lambda r: {"AccessionNumber": f"A{r.randrange(100000):08d}"},
+        "AccessionNumber": lambda r: {"AccessionNumber": f"A{r.randrange(studies):08d}"},
         "ModalitiesInStudy": lambda r: {"ModalitiesInStudy": r.choice(["CT", "MR", "SM"]), "limit": "100"},
         "date + modality": lambda r: {"StudyDate": f"{2000 + r.randrange(25)}-", "ModalitiesInStudy": "MR",
                                       "limit": "100"},
@@ -312,6 +345,9 @@ def main() -> None:
                 ct_frames = frame_urls(url, datastore, ct_study.StudyInstanceUID)
                 tiles = frame_urls(url, datastore, slide_study)
                 frames_run(url, ct_frames, AS_STORED, "CT as stored (HTJ2K)", args.requests, cpu)
+                cold = len(ct_frames) // 4
+                cold_run(url, ct_frames[:cold], DECODED, "CT decoded, first time", 1, cpu)
+                cold_run(url, ct_frames[cold:], DECODED, "CT decoded, first time", 16, cpu)
                 frames_run(url, ct_frames, DECODED, "CT decoded (Explicit LE)", args.requests, cpu)
                 frames_run(url, tiles, AS_STORED, "slide tiles as stored (JPEG)", args.requests, cpu)
             if "metadata" in only:
@@ -321,7 +357,7 @@ def main() -> None:
                              cpu)
             if "qido" in only:
                 seed_studies(data, datastore, args.studies)
-                qido_run(url, datastore, 100, cpu)
+                qido_run(url, datastore, args.studies, 100, cpu)
         finally:
             proc.terminate()
             proc.wait(timeout=30)

@@ -63,6 +63,8 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 "datastore (id or name) that DIMSE stores into and queries (default: the only datastore)"),
     SettingSpec("workers", "TESSEL_WORKERS", "--workers", None,
                 "processes for CPU-bound import work (default: the number of cores)"),
+    SettingSpec("frame_cache_mb", "TESSEL_FRAME_CACHE_MB", None, "256",
+                "memory kept for frames lately served decoded or transcoded (MB; 0 turns it off)"),
     SettingSpec("region", "TESSEL_REGION", None, "us-east-1", "region named in ARNs"),
     SettingSpec("account_id", "TESSEL_ACCOUNT_ID", None, "000000000000", "account id named in ARNs"),
     SettingSpec("max_datastores", "TESSEL_MAX_DATASTORES", None, "100",
@@ -97,6 +99,7 @@ class Settings:
     ae_title: str = "TESSEL"
     dicom_datastore: str | None = None
     workers: int | None = None
+    frame_cache_mb: int = 256
     region: str = "us-east-1"
     account_id: str = "000000000000"
     max_datastores: int = 100
@@ -131,7 +134,7 @@ def _convert(name: str, raw: str) -> Any:
     kind = {f.name: f.type for f in fields(Settings)}[name]
     if name in ("data_dir", "master_key_file"):
         return Path(raw)
-    if name in ("port", "dicom_port", "workers", "max_datastores", "max_import_jobs"):
+    if name in ("port", "dicom_port", "workers", "frame_cache_mb", "max_datastores", "max_import_jobs"):
         return int(raw)
     if name == "rate_limit":
         return float(raw)

@@ -154,6 +154,8 @@ def test_frames_default_to_decoded_native_bytes(client: DICOMwebClient, data: Da
     frames = client.retrieve_instance_frames(*uids(data.ct[1]), [3, 1, 2])
     for frame, index in zip(frames, (2, 0, 1)):
         assert frame == native_frame(source, index).astype("<u2").tobytes()
+    again = client.retrieve_instance_frames(*uids(data.ct[1]), [2, 3])  # from the decoded-frame cache
+    assert again == [frames[2], frames[0]]
 
 
 @pytest.mark.parametrize("media", [("application/octet-stream", "*"), ("image/jphc",), ("image/jphc", HTJ2K)])

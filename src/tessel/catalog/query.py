@@ -23,6 +23,7 @@ import hashlib
 import json
 from typing import Any, Iterable, Iterator, Sequence
 
+import orjson
 import sqlalchemy as sa
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from sqlalchemy.engine import Connection
@@ -426,9 +427,9 @@ def _studies(conn: Connection, datastore_id: str, conditions: list[Any],
     q = (sa.select(t.c.attrs, t.c.modalities_in_study, t.c.sop_classes_in_study, t.c.number_of_series,
                    t.c.number_of_instances, t.c.patient_id)
          .where(t.c.datastore_id == datastore_id, *conditions)
-         .order_by(t.c.updated_at.desc(), t.c.study_instance_uid))
+         .order_by(t.c.updated_at.desc(), t.c.study_instance_uid.desc()))
     for r in conn.execute(_paged(q, page)):
-        yield {"study": json.loads(r.attrs), "computed": _study_computed(r), "patient_id": r.patient_id}
+        yield {"study": orjson.loads(r.attrs), "computed": _study_computed(r), "patient_id": r.patient_id}
 
 
 def _paged(q: Any, page: tuple[int | None, int]) -> Any:
@@ -453,14 +454,29 @@ def _series(conn: Connection, datastore_id: str, conditions: list[Any],
                    t.c.number_of_series, t.c.number_of_instances.label("study_instances"))
          .join(t, sa.and_(t.c.datastore_id == s.c.datastore_id, t.c.study_instance_uid == s.c.study_instance_uid))
          .where(s.c.datastore_id == datastore_id, *conditions)
-         .order_by(t.c.updated_at.desc(), t.c.study_instance_uid, s.c.series_number.is_(None),
+         .order_by(t.c.updated_at.desc(), t.c.study_instance_uid.desc(), s.c.series_number.is_(None),
                    s.c.series_number, s.c.series_instance_uid))
+    parsed = _Parsed()
     for r in conn.execute(_paged(q, page)):
         computed = _study_computed(_StudyCounts(r))
         computed["NumberOfSeriesRelatedInstances"] = str(r.number_of_instances)
-        series = json.loads(r.attrs)
+        series = orjson.loads(r.attrs)
         series.setdefault("SeriesInstanceUID", r.series_instance_uid)
-        yield {"study": json.loads(r.study_attrs), "series": series, "computed": computed}
+        yield {"study": parsed(r.study_attrs), "series": series, "computed": computed}
+
+
+class _Parsed:
+    """JSON texts parsed once per query: every instance row of a series repeats its series' and
+    study's attributes (the dicts are shared between rows, so nothing may change them)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, Any] = {}
+
+    def __call__(self, text: str) -> Any:
+        value = self._seen.get(text)
+        if value is None:
+            value = self._seen[text] = orjson.loads(text)
+        return value
 
 
 class _StudyCounts:
@@ -481,16 +497,17 @@ def _instances(conn: Connection, datastore_id: str, conditions: list[Any],
          .join(s, sa.and_(s.c.image_set_id == i.c.image_set_id, s.c.series_instance_uid == i.c.series_instance_uid))
          .join(t, sa.and_(t.c.datastore_id == i.c.datastore_id, t.c.study_instance_uid == i.c.study_instance_uid))
          .where(i.c.datastore_id == datastore_id, *conditions)
-         .order_by(t.c.updated_at.desc(), t.c.study_instance_uid, s.c.series_number.is_(None),
+         .order_by(t.c.updated_at.desc(), t.c.study_instance_uid.desc(), s.c.series_number.is_(None),
                    s.c.series_number, s.c.series_instance_uid, i.c.instance_number.is_(None),
                    i.c.instance_number, i.c.sop_instance_uid))
+    parsed = _Parsed()
     for r in conn.execute(_paged(q, page)):
         computed = _study_computed(_StudyCounts(r))
         computed["NumberOfSeriesRelatedInstances"] = str(r.number_of_instances)
-        instance = json.loads(r.attrs)
+        instance = orjson.loads(r.attrs)
         instance.setdefault("SOPInstanceUID", r.sop_instance_uid)
-        yield {"study": json.loads(r.study_attrs), "series": json.loads(r.series_attrs), "instance": instance,
-               "vrs": json.loads(r.vrs) if r.vrs else {}, "computed": computed}
+        yield {"study": parsed(r.study_attrs), "series": parsed(r.series_attrs), "instance": instance,
+               "vrs": orjson.loads(r.vrs) if r.vrs else {}, "computed": computed}
 
 
 def _patients(studies: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from tessel.auth.tokens import TokenSigner
 from tessel.config import Settings
 from tessel.dicomweb.routes import build_router
+from tessel.retrieve import instances
 
 __all__ = ["build_router", "cors_options", "install"]
 
@@ -28,6 +29,7 @@ def install(app: FastAPI, *, no_auth: bool = False) -> None:
     settings = app.state.stores.settings
     app.state.dicomweb_no_auth = no_auth
     app.state.dicomweb_tokens = TokenSigner(settings.data_dir)
+    instances.TRANSCODED.resize(settings.frame_cache_mb * 1024 * 1024)
     # STOW-RS stages parts here while the rest of the body is still arriving.
     app.state.dicomweb_stow_pool = ThreadPoolExecutor(max_workers=settings.resolved_workers,
                                                       thread_name_prefix="stow")

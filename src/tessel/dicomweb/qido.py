@@ -130,7 +130,6 @@ def _to_json(row: dict[str, Any], level: str, base_url: str) -> dict[str, Any]:
     if level == "IMAGE" and row.get("SOPInstanceUID"):
         url += f"/instances/{row['SOPInstanceUID']}"
     vrs = row.get("DICOMVRs") or {}
-    attrs = {k: v for k, v in row.items() if k != "DICOMVRs"}
-    out = dicom_json.to_dicom_json(attrs, vrs, bulk_uri=lambda bulk_id: f"{url}/bulkdata/{bulk_id}")
-    out["00081190"] = dicom_json.element("UR", url)
-    return dict(sorted(out.items()))
+    # RetrieveURL goes in as an attribute, so it lands in tag order with the rest (DICOMVRs is skipped).
+    return dicom_json.to_dicom_json({**row, "RetrieveURL": url}, vrs,
+                                    bulk_uri=lambda bulk_id: f"{url}/bulkdata/{bulk_id}")

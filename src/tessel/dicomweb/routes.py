@@ -38,10 +38,14 @@ _INSTANCE = _SERIES + "/instances/{sop}"
 class Ctx:
     stores: Stores
     datastore_id: str
-    base_url: str
+    request: Request
     path: dict[str, str]
     query: list[tuple[str, str]]
     accept: str | None
+
+    @property
+    def base_url(self) -> str:
+        return _base_url(self.request, self.datastore_id)
 
     def param(self, name: str) -> str | None:
         lower = name.lower()
@@ -69,7 +73,7 @@ def _base_url(request: Request, datastore_id: str) -> str:
 
 def _ctx(request: Request) -> Ctx:
     datastore_id = request.path_params["datastore_id"]
-    return Ctx(request.app.state.stores, datastore_id, _base_url(request, datastore_id),
+    return Ctx(request.app.state.stores, datastore_id, request,
                {k: str(v) for k, v in request.path_params.items()}, request.query_params.multi_items(),
                request.headers.get("accept"))
 
@@ -307,6 +311,9 @@ def build_router() -> APIRouter:
     def get(path: str, action: str, handler: Handler) -> None:
         router.add_route(PREFIX + path, _endpoint(action, handler), methods=["GET"], include_in_schema=False)
 
+    # Routes are tried in order: the hot ones (frames, metadata) first.
+    get(_INSTANCE + "/frames/{frames}", "GetDICOMInstanceFrames", _frames)
+    get(_SERIES + "/metadata", "GetDICOMSeriesMetadata", _metadata)
     get("/studies", "SearchDICOMStudies", _search("STUDY", ()))
     get("/series", "SearchDICOMSeries", _search("SERIES", ()))
     get("/instances", "SearchDICOMInstances", _search("IMAGE", ()))
@@ -317,9 +324,7 @@ def build_router() -> APIRouter:
     get(_SERIES, "GetDICOMSeries", _retrieve)
     get(_INSTANCE, "GetDICOMInstance", _retrieve)
     get(_STUDY + "/metadata", "GetDICOMStudyMetadata", _metadata)
-    get(_SERIES + "/metadata", "GetDICOMSeriesMetadata", _metadata)
     get(_INSTANCE + "/metadata", "GetDICOMInstanceMetadata", _metadata)
-    get(_INSTANCE + "/frames/{frames}", "GetDICOMInstanceFrames", _frames)
     get(_INSTANCE + "/bulkdata/{bulk}", "GetDICOMBulkdata", _bulkdata)
     for suffix, thumbnail in (("/rendered", False), ("/thumbnail", True)):
         for path in (_STUDY, _SERIES, _INSTANCE, _INSTANCE + "/frames/{frames}"):

@@ -9,6 +9,7 @@ stored bytes, labelled `application/octet-stream; transfer-syntax=<stored>`.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -55,8 +56,10 @@ class Accepted:
     q: float
 
 
-def parse_accept(header: str | None) -> list[Accepted]:
-    """Entries best first (by q, then order); an absent header is */*."""
+@functools.lru_cache(maxsize=512)
+def parse_accept(header: str | None) -> tuple[Accepted, ...]:
+    """Entries best first (by q, then order); an absent header is */*. Clients send the same few
+    headers again and again, so parsed ones are kept."""
     entries: list[tuple[float, int, Accepted]] = []
     for index, text in enumerate(split_accept(header or "*/*")):
         media, params = parse_media_type(text)
@@ -69,7 +72,7 @@ def parse_accept(header: str | None) -> list[Accepted]:
             entries.append((-q, index, Accepted(True, part, params.get("transfer-syntax"), q)))
         else:
             entries.append((-q, index, Accepted(False, media, params.get("transfer-syntax"), q)))
-    return [e for _, _, e in sorted(entries, key=lambda e: (e[0], e[1])) if e.q > 0]
+    return tuple(e for _, _, e in sorted(entries, key=lambda e: (e[0], e[1])) if e.q > 0)
 
 
 # -- instances, series, studies -------------------------------------------------------------------

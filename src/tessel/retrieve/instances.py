@@ -7,11 +7,12 @@ Frames in the stored syntax are one catalog lookup plus one blob read each.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import sqlalchemy as sa
 
@@ -48,14 +49,20 @@ class InstanceRef:
     stored_transfer_syntax_uid: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class StoredFrames:
-    """Frames of one instance in the stored syntax, with what decoding them needs."""
+    """Frames of one instance in the stored syntax, with what decoding them needs. Their bytes are
+    read on first use of `data` (a frame served from the transcoded cache is never read)."""
 
     ref: InstanceRef
     node: dict[str, Any]  # an instance node holding (at least) the pixel attributes
     numbers: tuple[int, ...]
-    data: tuple[bytes, ...]
+    ids: tuple[str, ...]  # image frame ids, as numbers
+    read: Callable[[str], bytes]  # frame id -> stored bytes
+
+    @functools.cached_property
+    def data(self) -> tuple[bytes, ...]:
+        return tuple(self.read(frame_id) for frame_id in self.ids)
 
     @property
     def transfer_syntax_uid(self) -> str:
@@ -182,6 +189,20 @@ def instance_node(doc: dict[str, Any], ref: InstanceRef) -> dict[str, Any]:
 
 # -- frames ---------------------------------------------------------------------------------------
 
+# Built once: SQLAlchemy then reuses its compiled form, and building the statement cost more
+# than running it.
+_FRAMES_QUERY = (
+    sa.select(dicom_instances.c.image_set_id, dicom_instances.c.study_instance_uid,
+              dicom_instances.c.series_instance_uid, dicom_instances.c.sop_class_uid,
+              dicom_instances.c.number_of_frames, dicom_instances.c.stored_transfer_syntax_uid,
+              dicom_instances.c.pixel, frames.c.frame_number, frames.c.frame_id)
+    .join(frames, sa.and_(frames.c.image_set_id == dicom_instances.c.image_set_id,
+                          frames.c.sop_instance_uid == dicom_instances.c.sop_instance_uid))
+    .where(dicom_instances.c.datastore_id == sa.bindparam("datastore_id"),
+           dicom_instances.c.sop_instance_uid == sa.bindparam("sop"),
+           frames.c.frame_number.in_(sa.bindparam("numbers", expanding=True))))
+
+
 def get_frames(stores: Stores, datastore_id: str, study_uid: str, series_uid: str, sop_uid: str,
                numbers: Sequence[int], *, image_set_id: str | None = None) -> StoredFrames:
     """Frames `numbers` (1-based) of an instance, as stored: one catalog lookup, one read per frame."""
@@ -189,15 +210,9 @@ def get_frames(stores: Stores, datastore_id: str, study_uid: str, series_uid: st
         raise NotFound("frame numbers start at 1")
     if image_set_id is not None:
         return _frames_via_document(stores, datastore_id, study_uid, series_uid, sop_uid, numbers, image_set_id)
-    i, f = dicom_instances, frames
-    q = (sa.select(i.c.image_set_id, i.c.study_instance_uid, i.c.series_instance_uid, i.c.sop_class_uid,
-                   i.c.number_of_frames, i.c.stored_transfer_syntax_uid, i.c.pixel, f.c.frame_number,
-                   f.c.frame_id)
-         .join(f, sa.and_(f.c.image_set_id == i.c.image_set_id, f.c.sop_instance_uid == i.c.sop_instance_uid))
-         .where(i.c.datastore_id == datastore_id, i.c.sop_instance_uid == sop_uid,
-                f.c.frame_number.in_(sorted(set(numbers)))))
     with stores.catalog.read() as conn:
-        rows = [r for r in conn.execute(q)
+        rows = [r for r in conn.execute(_FRAMES_QUERY, {"datastore_id": datastore_id, "sop": sop_uid,
+                                                        "numbers": sorted(set(numbers))})
                 if r.study_instance_uid == study_uid and r.series_instance_uid == series_uid]
     by_number = {r.frame_number: r for r in rows}
     missing = [n for n in numbers if n not in by_number]
@@ -208,8 +223,8 @@ def get_frames(stores: Stores, datastore_id: str, study_uid: str, series_uid: st
     ref = InstanceRef(first.image_set_id, 0, study_uid, series_uid, sop_uid, first.sop_class_uid,
                       first.number_of_frames, first.stored_transfer_syntax_uid)
     node = json.loads(first.pixel) if first.pixel else {"DICOM": {}}
-    data = tuple(stores.blobs.get(keys.frame(datastore_id, by_number[n].frame_id)) for n in numbers)
-    return StoredFrames(ref, node, tuple(numbers), data)
+    return StoredFrames(ref, node, tuple(numbers), tuple(by_number[n].frame_id for n in numbers),
+                        _reader(stores, datastore_id))
 
 
 def _frames_via_document(stores: Stores, datastore_id: str, study_uid: str, series_uid: str, sop_uid: str,
@@ -220,8 +235,12 @@ def _frames_via_document(stores: Stores, datastore_id: str, study_uid: str, seri
     missing = [n for n in numbers if n > len(image_frames)]
     if missing:
         raise NotFound(f"instance {sop_uid} has no frame {missing[0]}")
-    data = tuple(stores.blobs.get(keys.frame(datastore_id, image_frames[n - 1]["ID"])) for n in numbers)
-    return StoredFrames(ref, node, tuple(numbers), data)
+    return StoredFrames(ref, node, tuple(numbers), tuple(image_frames[n - 1]["ID"] for n in numbers),
+                        _reader(stores, datastore_id))
+
+
+def _reader(stores: Stores, datastore_id: str) -> Callable[[str], bytes]:
+    return lambda frame_id: stores.blobs.get(keys.frame(datastore_id, frame_id))
 
 
 def output_syntax(requested: str | None, stored: str) -> str:
@@ -286,11 +305,60 @@ def served_photometric(info: PixelInfo, stored: str, target: str) -> str:
     return info.photometric_interpretation
 
 
+class _TranscodedFrames:
+    """Frames lately served in a syntax they are not stored in, by (frame id, syntax): decoding an
+    HTJ2K CT frame costs milliseconds and viewers ask for the same frames again. Frame ids name
+    immutable content, so an entry never goes stale; least recently used ones leave first."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str]) -> bytes | None:
+        with self._lock:
+            data = self._items.get(key)
+            if data is not None:
+                self._items.move_to_end(key)
+            return data
+
+    def put(self, key: tuple[str, str], data: bytes) -> None:
+        if len(data) > self.max_bytes // 8:
+            return  # one huge frame would push everything else out
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = data
+            self._bytes += len(data)
+            while self._bytes > self.max_bytes:
+                _, old = self._items.popitem(last=False)
+                self._bytes -= len(old)
+
+    def resize(self, max_bytes: int) -> None:
+        with self._lock:
+            self.max_bytes = max_bytes
+            while self._items and self._bytes > max_bytes:
+                _, old = self._items.popitem(last=False)
+                self._bytes -= len(old)
+
+
+TRANSCODED = _TranscodedFrames(256 * 1024 * 1024)
+
+
 def frames_in(stored: StoredFrames, target: str) -> list[bytes]:
     """The frames of `stored` in `target` (Unsupported if that cannot be produced)."""
     info = stored.info
     check_transcodable(info, stored.transfer_syntax_uid, target)
-    return [transcode(d, info, stored.transfer_syntax_uid, target) for d in stored.data]
+    out = []
+    for index, frame_id in enumerate(stored.ids):
+        key = (frame_id, target)
+        data = TRANSCODED.get(key)
+        if data is None:
+            data = transcode(stored.data[index], info, stored.transfer_syntax_uid, target)
+            TRANSCODED.put(key, data)
+        out.append(data)
+    return out
 
 
 def read_bulk(stores: Stores, datastore_id: str, bulk_id: str) -> bytes:

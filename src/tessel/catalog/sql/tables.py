@@ -213,11 +213,20 @@ dicom_studies = Table(
     Column("updated_at", Float, nullable=False),
     Column("attrs", Text, nullable=False),   # JSON: patient + study attributes
 )
-Index("ix_dicom_studies_updated", dicom_studies.c.datastore_id, dicom_studies.c.updated_at)
-Index("ix_dicom_studies_patient_id", dicom_studies.c.datastore_id, dicom_studies.c.patient_id)
-Index("ix_dicom_studies_patient_name", dicom_studies.c.datastore_id, dicom_studies.c.patient_name)
+# Equality indexes end with updated_at: QIDO-RS answers newest first, so a match is then one
+# ordered range (migration 0006).
+Index("ix_dicom_studies_updated", dicom_studies.c.datastore_id, dicom_studies.c.updated_at,
+      dicom_studies.c.study_instance_uid, dicom_studies.c.patient_name, dicom_studies.c.patient_name_words,
+      dicom_studies.c.modalities_in_study)  # what wildcard and fuzzy searches scan: the index alone
+Index("ix_dicom_studies_patient_id", dicom_studies.c.datastore_id, dicom_studies.c.patient_id,
+      dicom_studies.c.updated_at, dicom_studies.c.study_instance_uid)
+Index("ix_dicom_studies_patient_name", dicom_studies.c.datastore_id, dicom_studies.c.patient_name,
+      dicom_studies.c.updated_at, dicom_studies.c.study_instance_uid)
 Index("ix_dicom_studies_date", dicom_studies.c.datastore_id, dicom_studies.c.study_date)
-Index("ix_dicom_studies_accession", dicom_studies.c.datastore_id, dicom_studies.c.accession_number)
+Index("ix_dicom_studies_accession", dicom_studies.c.datastore_id, dicom_studies.c.accession_number,
+      dicom_studies.c.updated_at, dicom_studies.c.study_instance_uid)
+Index("ix_dicom_studies_study_id", dicom_studies.c.datastore_id, dicom_studies.c.study_id,
+      dicom_studies.c.updated_at, dicom_studies.c.study_instance_uid)
 
 dicom_series = Table(
     "dicom_series", metadata,
@@ -239,7 +248,8 @@ dicom_series = Table(
 )
 Index("ix_dicom_series_study", dicom_series.c.datastore_id, dicom_series.c.study_instance_uid,
       dicom_series.c.series_number)
-Index("ix_dicom_series_uid", dicom_series.c.datastore_id, dicom_series.c.series_instance_uid)
+Index("ix_dicom_series_uid", dicom_series.c.datastore_id, dicom_series.c.series_instance_uid,
+      dicom_series.c.image_set_id)
 Index("ix_dicom_series_modality", dicom_series.c.datastore_id, dicom_series.c.modality)
 
 dicom_instances = Table(
