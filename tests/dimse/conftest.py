@@ -67,7 +67,10 @@ class Dimse:
         return result
 
     def store(self, *files: Path, args: tuple[str, ...] = (), **kwargs: Any) -> subprocess.CompletedProcess[str]:
-        return self.run("storescu", *args, files=files, **kwargs)
+        """storescu the files, then wait until the server has committed what it received."""
+        result = self.run("storescu", *args, files=files, **kwargs)
+        assert self.server.flush(), "received instances were not committed within a minute"
+        return result
 
 
 def start_dimse(tmp: Path, **settings: Any) -> tuple[DimseServer, Stores]:

@@ -102,6 +102,7 @@ def test_a_corrupt_instance_fails_with_a_reason_and_the_association_stays_usable
         assert assoc.send_c_store(dcmread(after)).Status == 0x0000
     finally:
         assoc.release()
+    assert dimse.server.flush()
     stored = frames_by_instance(dimse.stores, dimse.datastore_id)
     assert set(stored) == {str(dcmread(good).SOPInstanceUID), str(dcmread(after).SOPInstanceUID)}
 
