@@ -274,7 +274,7 @@ class DimseServer:
             assert datastore_id is not None
             if session.options is None or session.options.datastore_id != datastore_id:
                 session.options = staging_options(self.stores, datastore_id)
-            if session.segment is None or session.segment.full:
+            if session.segment is None or session.segment.full or session.segment.closed:
                 if session.segment is not None:
                     self.queue.end_segment(session.segment)
                 session.segment = self.queue.open_segment()

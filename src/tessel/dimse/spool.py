@@ -83,9 +83,16 @@ class Segment:
             raise ValueError(f"spool segment {self.path.name} is closed")
         header = _HEADER.pack(_MAGIC, kind.value, datastore_id.encode("ascii").ljust(32)[:32], len(payload))
         offset = self.size + len(header)
-        written = _write_all(self._fd, header, payload, _END)
-        if self.sync:
-            os.fdatasync(self._fd)
+        try:
+            written = _write_all(self._fd, header, payload, _END)
+            if self.sync:
+                os.fdatasync(self._fd)
+        except OSError:
+            try:  # no torn record in front of the next one
+                os.ftruncate(self._fd, self.size)
+            except OSError:
+                self.close()  # cannot repair it: the next C-STORE opens a new segment
+            raise
         with self._lock:
             self.appended += 1
             self.size += written

@@ -55,7 +55,7 @@ from tessel.dicom.models import ParsedInstance
 from tessel.dicom.syntaxes import SYNTAXES
 from tessel.dimse.spool import Kind, Segment, Spool, read_segment
 from tessel.dimse.status import IdentifierMismatch
-from tessel.errors import NotFound, TesselError
+from tessel.errors import NotFound, TesselError, Unavailable
 from tessel.ingest.assemble import assemble
 from tessel.ingest.staging import StagingOptions, stage_bytes, stage_parsed
 from tessel.lifecycle.datastores import get_datastore, lossless_syntax
@@ -108,6 +108,13 @@ class _Datastore:
 def staging_options(stores: Stores, datastore_id: str) -> StagingOptions:
     ds = get_datastore(stores, datastore_id)
     return StagingOptions(datastore_id=ds.id, lossless_format=lossless_syntax(ds.lossless_storage_format))
+
+
+def _append(segment: Segment, kind: Kind, datastore_id: str, payload: bytes) -> int:
+    try:
+        return segment.append(kind, datastore_id, payload)
+    except OSError as exc:  # answered A700 (out of resources): the sender may try again later
+        raise Unavailable(f"cannot write the instance to disk: {exc.strerror or exc}") from None
 
 
 def _staged_before_answer(parsed: ParsedInstance) -> bool:
@@ -222,14 +229,14 @@ class StoreQueue:
             staged = stage_parsed(parsed, self.stores.blobs, options, size=len(data))
             warnings = tuple(staged["warnings"])
             payload = json.dumps(staged).encode()
-            offset = segment.append(Kind.STAGED, datastore_id, payload)
+            offset = _append(segment, Kind.STAGED, datastore_id, payload)
             entry = self._enqueue(segment, datastore_id, offset, len(payload), options=options)
             with self._cond:
                 entry.staged = staged
                 self._cond.notify_all()
         else:
             self._wait_for_room()
-            offset = segment.append(Kind.RAW, datastore_id, data)
+            offset = _append(segment, Kind.RAW, datastore_id, data)
             entry = self._enqueue(segment, datastore_id, offset, len(data), options=options)
             entry.name = parsed.sop_instance_uid or entry.name
             with self._cond:
@@ -325,8 +332,11 @@ class StoreQueue:
 
     def _executor(self) -> cf.ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = cf.ProcessPoolExecutor(max_workers=self.workers,
-                                                mp_context=multiprocessing.get_context("forkserver"),
+            # forkserver (the parent runs threads); the fork server imports the staging code once,
+            # so a staging process starts in milliseconds, not seconds (as import jobs do).
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["tessel.ingest.jobs", __name__])
+            self._pool = cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=context,
                                                 initializer=_worker_init, initargs=(self.stores.settings,))
         return self._pool
 
