@@ -15,6 +15,7 @@ from tessel.stores import Stores
 
 # File Meta elements that name who wrote the file (the importer's file, or tessel for DIMSE).
 WRITER_META = {"ImplementationClassUID", "ImplementationVersionName", "SourceApplicationEntityTitle",
+               "FileMetaInformationVersion",
                "FileMetaInformationGroupLength", "PrivateInformationCreatorUID", "PrivateInformation",
                "SendingApplicationEntityTitle", "ReceivingApplicationEntityTitle",
                "SourcePresentationAddress", "SendingPresentationAddress", "ReceivingPresentationAddress"}
@@ -57,12 +58,13 @@ def frames_by_instance(stores: Stores, datastore_id: str) -> dict[str, list[tupl
 
 
 def unreferenced_frames(stores: Stores, datastore_id: str) -> list[str]:
-    """Frame blobs of the datastore that no image set refers to (left behind by a failure)."""
+    """Frame blobs of the datastore that no version of any image set refers to (left behind by a failure)."""
     referenced = set()
     for image_set in image_sets(stores, datastore_id):
-        doc = get_metadata(stores, datastore_id, image_set.id)
-        for _series, _sop, node in documents.iter_instances(doc):
-            referenced.update(keys.frame(datastore_id, f["ID"]) for f in node.get("ImageFrames") or [])
+        for version in range(1, image_set.latest_version + 1):
+            doc = get_metadata(stores, datastore_id, image_set.id, version)
+            for _series, _sop, node in documents.iter_instances(doc):
+                referenced.update(keys.frame(datastore_id, f["ID"]) for f in node.get("ImageFrames") or [])
     prefix = keys.frame(datastore_id, "").rsplit("/frames/", 1)[0] + "/frames/"
     return sorted(k for k in stores.blobs.list(prefix) if k not in referenced)
 

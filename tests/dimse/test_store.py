@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 from pydicom import dcmread
-from pydicom.uid import (JPEG2000, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ExplicitVRLittleEndian,
-                         ImplicitVRLittleEndian, JPEG2000Lossless, JPEGLosslessSV1, JPEGLSLossless,
-                         RLELossless)
+from pydicom.uid import JPEG2000, ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless, RLELossless
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage, MRImageStorage, _STORAGE_CLASSES
 
@@ -22,7 +17,8 @@ from tessel.codecs.syntaxes import HTJ2K_LOSSLESS_RPCL
 from tessel.demo.synthetic import write_mr_series, write_us_clip
 from tessel.dimse.spool import FOLDER, Kind, Spool
 from tessel.lifecycle.datastores import create_datastore
-from tests.dimse.archive import (frames_by_instance, image_sets, import_folder, instances, unreferenced_frames)
+from tests.dimse.archive import frames_by_instance, image_sets, import_folder, instances, unreferenced_frames
+from tests.dimse.compare import VARIANTS, Compared, assert_same_as_imported, stored_in_variants
 from tests.dimse.conftest import Dimse, running_dimse, start_dimse
 from tests.factory import make_instance, make_series
 
@@ -34,81 +30,13 @@ def test_echoscu_is_answered(dimse: Dimse) -> None:
 
 # -- the same series sent in several transfer syntaxes, against one import job -----------------
 
-@dataclass
-class Compared:
-    dimse: Dimse
-    reference: str  # the datastore the import job filled
-    datastores: dict[str, str]  # calling AE title -> the datastore it stored into
-    sent: dict[str, set[str]]  # calling AE title -> the SOP Instance UIDs it sent
-    edited: dict[str, set[str]] = field(default_factory=dict)  # AE title -> keywords its files' converter changed
-
-
-def assert_same_as_imported(compared: Compared, aet: str, transfer_syntax: str | None) -> None:
-    stores = compared.dimse.stores
-    over_dimse, imported = instances(stores, compared.datastores[aet]), instances(stores, compared.reference)
-    assert set(over_dimse) == compared.sent[aet]
-    for sop, got in over_dimse.items():
-        want = imported[sop]
-        if transfer_syntax is not None:  # the File Meta says what came over the network
-            assert got["instance"]["DICOM"].pop("TransferSyntaxUID") == transfer_syntax
-            want["instance"]["DICOM"].pop("TransferSyntaxUID")
-        for keyword in compared.edited.get(aet, set()):  # what the converter changed in the files
-            got["instance"]["DICOM"].pop(keyword, None)
-            want["instance"]["DICOM"].pop(keyword, None)
-        assert _differences(got, want) == {}
-    reference = frames_by_instance(stores, compared.reference)
-    assert frames_by_instance(stores, compared.datastores[aet]) == {sop: reference[sop] for sop in over_dimse}
-
-
-def _differences(got: dict[str, Any], want: dict[str, Any], where: str = "") -> dict[str, Any]:
-    """{path: (got, want)} for every leaf where two instance records differ."""
-    out: dict[str, Any] = {}
-    for key in set(got) | set(want):
-        a, b = got.get(key), want.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out.update(_differences(a, b, f"{where}{key}."))
-        elif a != b:
-            out[f"{where}{key}"] = (a, b)
-    return out
-
-
-# calling AE title -> (dcmtk converter and options, the syntax the files then have, storescu's proposal)
-VARIANTS = {"XE": (("dcmconv", "+te"), ExplicitVRLittleEndian, "-xe"),
-            "XI": (("dcmconv", "+ti"), ImplicitVRLittleEndian, "-xi"),
-            "XB": (("dcmconv", "+tb"), ExplicitVRBigEndian, "-xb"),
-            "XD": (("dcmconv", "+td"), DeflatedExplicitVRLittleEndian, "-xd"),
-            "RLE": (("dcmcrle",), RLELossless, "-xr"),
-            "JPLL": (("dcmcjpeg", "+e1"), JPEGLosslessSV1, "-xs"),
-            "JLSL": (("dcmcjpls", "+el"), JPEGLSLossless, "-xt")}
-
-
-def convert(files: list[Path], folder: Path, command: tuple[str, ...]) -> set[str]:
-    """Copies of `files` in another transfer syntax, made with dcmtk; the keywords it changed."""
-    folder.mkdir(parents=True)
-    edited: set[str] = set()
-    for path in files:
-        subprocess.run([*command, str(path), str(folder / path.name)], check=True, capture_output=True)
-        before, after = dcmread(path, stop_before_pixels=True), dcmread(folder / path.name, stop_before_pixels=True)
-        edited |= {e.keyword for e in after if e.tag not in before or before[e.tag].value != e.value}
-    return edited
-
-
 @pytest.fixture(scope="module")
 def variants(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Compared]:
-    """A series in seven transfer syntaxes, each storescu'd by its own AE title into its own datastore."""
     tmp = tmp_path_factory.mktemp("variants")
-    files = make_series(tmp / "in", 3, rows=48, columns=40)
-    edited = {aet: convert(files, tmp / aet, command) for aet, (command, _syntax, _proposal) in VARIANTS.items()}
-    assert edited["JPLL"] == {"DerivationDescription"} and edited["XB"] == set()  # dcmcjpeg says what it did
-    with running_dimse(tmp) as dimse:
-        datastores = {aet: create_datastore(dimse.stores, aet.lower()).id for aet in VARIANTS}
-        dimse.allow({aet: {"datastore": aet.lower()} for aet in VARIANTS})
-        for aet, (_command, _syntax, proposal) in VARIANTS.items():  # -R: only what the files need
-            dimse.store(*sorted((tmp / aet).glob("*.dcm")), args=(proposal, "-R"), aet=aet)
-        reference = create_datastore(dimse.stores, "imported")
-        assert import_folder(dimse.stores, reference.id, tmp / "in").imported == len(files)
-        sent = {aet: {str(dcmread(p).SOPInstanceUID) for p in (tmp / aet).glob("*.dcm")} for aet in VARIANTS}
-        yield Compared(dimse, reference.id, datastores, sent, edited)
+    with stored_in_variants(tmp, make_series(tmp / "in", 3, rows=48, columns=40)) as compared:
+        assert compared.edited["JPLL"] == {"DerivationDescription"}  # dcmcjpeg says what it did
+        assert compared.edited["XB"] == set()
+        yield compared
 
 
 @pytest.mark.parametrize("aet", list(VARIANTS))

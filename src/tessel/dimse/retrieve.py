@@ -47,7 +47,8 @@ PATIENT_ROOT = (PatientRootQueryRetrieveInformationModelGet, PatientRootQueryRet
 UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian)
 # Lossless syntaxes tessel encodes frames to, in the order offered to C-MOVE destinations.
 ENCODABLE = (HTJ2K_LOSSLESS_RPCL, HTJ2K_LOSSLESS, J2K_LOSSLESS)
-MAX_CONTEXTS = 128  # PS3.8: presentation context ids are odd numbers 1..255
+MAX_CONTEXTS = 128
+VERIFICATION = "1.2.840.10008.1.1"  # PS3.8: presentation context ids are odd numbers 1..255
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +189,9 @@ def move_contexts(found: list[Target]) -> list[PresentationContext]:
 
     Per SOP class: uncompressed (every instance can be sent so), then each stored syntax (sent
     as stored, lossy ones included), then the lossless compressed syntaxes tessel can encode
-    (for destinations that want compressed data), while there is room for contexts.
+    (for destinations that want compressed data), while there is room for contexts. Verification
+    comes first: a destination that accepts none of the rest still associates, and the instances
+    it cannot take are reported as failed sub-operations rather than as an unknown destination.
     """
     by_class: dict[str, set[str]] = {}
     for target in found:
@@ -196,7 +199,8 @@ def move_contexts(found: list[Target]) -> list[PresentationContext]:
         syntaxes = by_class.setdefault(target.sop_class_uid, set())
         if stored and stored not in UNCOMPRESSED:
             syntaxes.add(stored)
-    contexts = [build_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian]) for sop_class in by_class]
+    contexts = [build_context(VERIFICATION, [ImplicitVRLittleEndian])]
+    contexts += [build_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian]) for sop_class in by_class]
     for sop_class, syntaxes in by_class.items():
         contexts.extend(build_context(sop_class, [syntax]) for syntax in sorted(syntaxes))
     for sop_class, syntaxes in by_class.items():
@@ -235,6 +239,4 @@ def destination(peer: Peer | None, found: list[Target],
     """What the C-MOVE handler yields first: (None, None) for an unknown destination."""
     if peer is None:
         return None, None
-    return peer.host, peer.port, {"contexts": move_contexts(found) or
-                                  [build_context("1.2.840.10008.1.1")],  # no matches: any context will do
-                                  "evt_handlers": sub.handlers()}
+    return peer.host, peer.port, {"contexts": move_contexts(found), "evt_handlers": sub.handlers()}

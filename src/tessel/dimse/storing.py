@@ -54,7 +54,6 @@ from tessel.dicom import read_instance_bytes
 from tessel.dicom.models import ParsedInstance
 from tessel.dicom.syntaxes import SYNTAXES
 from tessel.dimse.spool import Kind, Segment, Spool, read_segment
-from tessel.dimse.status import IdentifierMismatch
 from tessel.errors import NotFound, TesselError, Unavailable
 from tessel.ingest.assemble import assemble
 from tessel.ingest.staging import StagingOptions, stage_bytes, stage_parsed
@@ -222,8 +221,11 @@ class StoreQueue:
         """Check one Part 10 instance and spool it durably; raises TesselError saying why not."""
         parsed = read_instance_bytes(data, bulk_threshold=options.bulk_threshold)
         if expect_sop_instance_uid is not None and parsed.sop_instance_uid != expect_sop_instance_uid:
-            raise IdentifierMismatch(f"the data set's SOP Instance UID {parsed.sop_instance_uid} is not "
-                                     "the request's Affected SOP Instance UID")
+            # As an import job treats a File Meta that contradicts the data set: the data set wins.
+            parsed.warnings.insert(0, {
+                "warning_reason_code": 0xB000, "type": "COERCION_OF_DATA_ELEMENTS",
+                "message": f"Affected SOP Instance UID {expect_sop_instance_uid} differs from the data set's "
+                           f"SOP Instance UID {parsed.sop_instance_uid}; the data set's is used"})
         warnings = tuple(parsed.warnings)
         if _staged_before_answer(parsed):
             staged = stage_parsed(parsed, self.stores.blobs, options, size=len(data))
