@@ -26,6 +26,7 @@ from typing import Any
 
 import boto3
 import httpx
+import psutil
 from botocore.config import Config
 
 from tessel.demo import synthetic
@@ -106,12 +107,27 @@ def wait_visible(server: Server, datastore_id: str, expected: int, timeout: floa
     return seen
 
 
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU seconds used so far by the server process and by its children (staging processes)."""
+    proc = psutil.Process(pid)
+    times = proc.cpu_times()
+    children = 0.0
+    for child in proc.children(recursive=True):
+        try:
+            t = child.cpu_times()
+            children += t.user + t.system
+        except psutil.Error:
+            pass
+    return times.user + times.system, children
+
+
 def c_store(server: Server, files: list[Path], proposal: str) -> float:
     """Seconds for storescu to send every file on one association (each one acknowledged once durable)."""
     cmd = ["storescu", proposal, "-aet", "BENCH", "-aec", "TESSEL", "127.0.0.1", str(server.dicom_port),
            *map(str, files)]
     started = time.perf_counter()
-    result = subprocess.run(cmd, capture_output=True, text=True)
+    # dcmtk turns Nagle's algorithm off on its side only when TCP_NODELAY=1 (tessel always does).
+    result = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, TCP_NODELAY="1"))
     elapsed = time.perf_counter() - started
     if result.returncode != 0 or "Status" in result.stderr and "Success" not in result.stderr:
         raise SystemExit(f"storescu failed ({result.returncode}): {result.stderr[-2000:]}")
@@ -136,10 +152,13 @@ def import_job(server: Server, datastore_id: str, folder: Path) -> float:
     return elapsed
 
 
-def row(how: str, files: list[Path], seconds: float, stored: int) -> dict[str, Any]:
+def row(how: str, files: list[Path], seconds: float, stored: int, server_cpu: float | None = None,
+        worker_cpu: float | None = None) -> dict[str, Any]:
     total = sum(p.stat().st_size for p in files)
+    per = (lambda cpu: "-" if cpu is None else round(cpu / len(files) * 1000, 1))
     return {"how": how, "instances": stored, "input_MB": round(total / 1e6, 1), "seconds": round(seconds, 2),
-            "instances_per_s": round(len(files) / seconds, 1), "MB_per_s": round(total / 1e6 / seconds, 1)}
+            "instances_per_s": round(len(files) / seconds, 1), "MB_per_s": round(total / 1e6 / seconds, 1),
+            "server_cpu_ms_per_instance": per(server_cpu), "staging_cpu_ms_per_instance": per(worker_cpu)}
 
 
 def main() -> None:
@@ -162,18 +181,29 @@ def main() -> None:
         server = Server(work / "data-dimse", args.workers)
         try:
             store_into = server.datastore("dimse")
+            warm = synthetic.write_ct_series(work / "warm", slices=2, size=size, seed=2)
+            c_store(server, warm, args.proposal)  # the staging processes start with the first instance
+            wait_visible(server, store_into, len(warm))
+            cpu_before = cpu_seconds(server.proc.pid)
             started = time.perf_counter()
             seconds = c_store(server, files, args.proposal)
-            results.append(row(f"C-STORE acknowledged (storescu {args.proposal})", files, seconds, len(files)))
-            stored = wait_visible(server, store_into, len(files))
-            results.append(row("C-STORE until visible in the AHI API", files, time.perf_counter() - started, stored))
+            cpu_acked = cpu_seconds(server.proc.pid)
+            results.append(row(f"C-STORE acknowledged (storescu {args.proposal})", files, seconds, len(files),
+                               cpu_acked[0] - cpu_before[0]))
+            stored = wait_visible(server, store_into, len(files) + len(warm)) - len(warm)
+            cpu_after = cpu_seconds(server.proc.pid)
+            results.append(row("C-STORE until visible in the AHI API", files, time.perf_counter() - started, stored,
+                               cpu_after[0] - cpu_before[0], cpu_after[1] - cpu_before[1]))
         finally:
             server.stop()
         server = Server(work / "data-import", args.workers)
         try:
             target = server.datastore("import")
+            cpu_before = cpu_seconds(server.proc.pid)
             seconds = import_job(server, target, ct)
-            results.append(row(f"import job ({args.workers} workers)", files, seconds, instances(server, target)))
+            cpu_after = cpu_seconds(server.proc.pid)
+            results.append(row(f"import job ({args.workers} workers)", files, seconds, instances(server, target),
+                               cpu_after[0] - cpu_before[0], cpu_after[1] - cpu_before[1]))
         finally:
             server.stop()
         load_after = os.getloadavg()
