@@ -50,8 +50,9 @@ class DataDirLock:
 class JobRunner:
     """Runs import jobs in the background, one at a time, each on the process pool."""
 
-    def __init__(self, stores: Stores) -> None:
+    def __init__(self, stores: Stores, dimse: DimseServer | None = None) -> None:
         self.stores = stores
+        self.dimse = dimse  # its received, not yet committed instances hold back frame deletion
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="tessel-jobs", daemon=True)
@@ -61,6 +62,9 @@ class JobRunner:
 
     def submit(self) -> None:
         self._wake.set()
+
+    def _receiving(self, datastore_id: str) -> bool:
+        return self.dimse is not None and self.dimse.queue.pending(datastore_id) > 0
 
     def stop(self) -> None:
         self._stop.set()
@@ -73,7 +77,7 @@ class JobRunner:
             if time.monotonic() >= next_upkeep:  # life-cycle upkeep: interrupted writes, deleted frames
                 next_upkeep = time.monotonic() + 60
                 try:
-                    lifecycle.maintain(self.stores)
+                    lifecycle.maintain(self.stores, receiving=self._receiving)
                 except Exception:  # retried next minute; serving goes on
                     log.exception("life-cycle upkeep failed")
             for job in jobs.unfinished_jobs(self.stores):
@@ -93,8 +97,8 @@ def create_app(settings: Settings, stores: Stores | None = None, *, no_auth: boo
     stores = stores or open_stores(settings)
     # Primary image sets committed before the DICOM query index existed (migration 0004) get their rows.
     query.backfill(stores.catalog, lambda key: documents.decode(stores.blobs.get(key)))
-    runner = JobRunner(stores)
     dimse = DimseServer(stores, settings)
+    runner = JobRunner(stores, dimse)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

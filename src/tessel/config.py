@@ -61,6 +61,10 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("ae_title", "TESSEL_AE_TITLE", "--ae-title", "TESSEL", "DIMSE AE title"),
     SettingSpec("dicom_datastore", "TESSEL_DICOM_DATASTORE", "--dicom-datastore", None,
                 "datastore (id or name) that DIMSE stores into and queries (default: the only datastore)"),
+    SettingSpec("dicom_max_associations", "TESSEL_DICOM_MAX_ASSOCIATIONS", None, "32",
+                "DIMSE associations served at once; more are rejected (local limit exceeded)"),
+    SettingSpec("dicom_timeout", "TESSEL_DICOM_TIMEOUT", None, "120",
+                "seconds a DIMSE association may stay silent, or a peer may take to answer, before it is aborted"),
     SettingSpec("workers", "TESSEL_WORKERS", "--workers", None,
                 "processes for CPU-bound import work (default: the number of cores)"),
     SettingSpec("frame_cache_mb", "TESSEL_FRAME_CACHE_MB", None, "256",
@@ -98,6 +102,8 @@ class Settings:
     dicom_port: int = 11112
     ae_title: str = "TESSEL"
     dicom_datastore: str | None = None
+    dicom_max_associations: int = 32
+    dicom_timeout: float = 120.0
     workers: int | None = None
     frame_cache_mb: int = 256
     region: str = "us-east-1"
@@ -134,9 +140,10 @@ def _convert(name: str, raw: str) -> Any:
     kind = {f.name: f.type for f in fields(Settings)}[name]
     if name in ("data_dir", "master_key_file"):
         return Path(raw)
-    if name in ("port", "dicom_port", "workers", "frame_cache_mb", "max_datastores", "max_import_jobs"):
+    if name in ("port", "dicom_port", "workers", "frame_cache_mb", "max_datastores", "max_import_jobs",
+                "dicom_max_associations"):
         return int(raw)
-    if name == "rate_limit":
+    if name in ("rate_limit", "dicom_timeout"):
         return float(raw)
     if name == "cors_origins":
         return tuple(o.strip() for o in raw.split(",") if o.strip())

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydicom import dcmread
@@ -14,14 +17,73 @@ from pynetdicom.sop_class import CTImageStorage, StudyRootQueryRetrieveInformati
 from tessel.dimse.access import AccessFile, AccessPolicy, Reject
 from tessel.errors import InvalidInput
 from tests.dimse.archive import image_sets
-from tests.dimse.conftest import Dimse
+from tests.dimse.conftest import Dimse, running_dimse
 from tests.factory import make_series
 
 
-def write_policy(dimse: Dimse, callers: dict[str, object]) -> None:
-    path = dimse.stores.settings.data_dir / "dicom-access.json"
-    path.write_text(json.dumps({"callers": callers}))
-    os.utime(path, (path.stat().st_atime, path.stat().st_mtime + 1))  # a new mtime even within one tick
+def write_policy(dimse: Dimse, callers: dict[str, Any]) -> None:
+    dimse.allow(callers)
+
+
+def local_address() -> str | None:
+    """An address of this machine that is not loopback (None if it has none)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # TEST-NET-1: nothing is sent, the kernel just picks a route
+            address = str(s.getsockname()[0])
+        except OSError:
+            return None
+    return None if address.startswith("127.") else address
+
+
+def _echo_from(address: str, port: int, calling: str = "WS01") -> Any:
+    ae = AE(ae_title=calling)
+    ae.add_requested_context(Verification)
+    return ae.associate(address, port, ae_title="TESSEL")
+
+
+def test_by_default_only_loopback_callers_are_accepted(tmp_path: Path) -> None:
+    address = local_address()
+    if address is None:
+        pytest.skip("this machine has no non-loopback IPv4 address to call from")
+    with running_dimse(tmp_path, host="0.0.0.0") as dimse:
+        outside = _echo_from(address, dimse.port)  # the source address is then `address`, not loopback
+        assert outside.is_rejected
+        assert (outside.acceptor.primitive.result, outside.acceptor.primitive.diagnostic) == (0x01, 0x01)
+        inside = _echo_from("127.0.0.1", dimse.port)
+        assert inside.is_established
+        inside.release()
+        dimse.allow({"WS01": {"hosts": [address]}})  # now that address is allowed, for WS01 only
+        allowed = _echo_from(address, dimse.port)
+        assert allowed.is_established
+        allowed.release()
+        assert _echo_from(address, dimse.port, calling="OTHER").is_rejected
+
+
+def test_associations_beyond_the_limit_are_rejected_as_transient(tmp_path: Path) -> None:
+    with running_dimse(tmp_path, dicom_max_associations=1) as dimse:
+        first = _echo_from("127.0.0.1", dimse.port)
+        assert first.is_established
+        try:
+            second = _echo_from("127.0.0.1", dimse.port)
+            assert second.is_rejected
+            rejection = second.acceptor.primitive
+            assert (rejection.result, rejection.result_source, rejection.diagnostic) == (0x02, 0x03, 0x02)
+        finally:
+            first.release()
+        third = _echo_from("127.0.0.1", dimse.port)  # the slot is free again
+        assert third.is_established
+        third.release()
+
+
+def test_a_silent_association_is_aborted_after_the_timeout(tmp_path: Path) -> None:
+    with running_dimse(tmp_path, dicom_timeout=1.0) as dimse:
+        assoc = _echo_from("127.0.0.1", dimse.port)
+        assert assoc.is_established
+        deadline = time.monotonic() + 30
+        while assoc.is_established and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert assoc.is_aborted
 
 
 def test_an_unknown_calling_ae_title_is_rejected_at_association(dimse: Dimse) -> None:
@@ -43,7 +105,7 @@ def test_a_caller_without_store_rights_gets_refused_not_authorised(dimse: Dimse,
     write_policy(dimse, {"VIEWER": {"store": False}})
     files = make_series(tmp_path / "in", 2, rows=8, columns=8)
     result = dimse.store(*files, aet="VIEWER", check=False)
-    assert "Store Response (Unknown Status: 0x124)" in result.stderr  # 0124 Refused: Not Authorized
+    assert "Store Response (Unknown Status: 0x124)" in result.stdout + result.stderr  # Refused: Not Authorized
     assert image_sets(dimse.stores, dimse.datastore_id) == []
 
 

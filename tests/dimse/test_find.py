@@ -102,6 +102,27 @@ def test_image_level_with_a_uid_list(archive: Archive) -> None:
     assert all(i.SOPClassUID == CTImageStorage for i in images)
 
 
+def test_patient_root_series_and_image_levels(archive: Archive) -> None:
+    series = findscu(archive.dimse, "-P", "QueryRetrieveLevel=SERIES", "PatientID=P1",
+                     f"StudyInstanceUID={STUDY_A}", "SeriesInstanceUID", "NumberOfSeriesRelatedInstances")
+    assert {s.SeriesInstanceUID: int(s.NumberOfSeriesRelatedInstances) for s in series} == {SERIES_A1: 3, SERIES_A2: 2}
+    images = findscu(archive.dimse, "-P", "QueryRetrieveLevel=IMAGE", "PatientID=P1", f"StudyInstanceUID={STUDY_A}",
+                     f"SeriesInstanceUID={SERIES_A1}", "SOPInstanceUID", "InstanceNumber")
+    assert sorted(i.SOPInstanceUID for i in images) == sorted(archive.sops_a1)
+    assert sorted(int(i.InstanceNumber) for i in images) == [1, 2, 3]
+    assert all(i.QueryRetrieveLevel == "IMAGE" for i in images)
+
+
+def test_image_level_without_higher_keys_is_matched_relationally(archive: Archive) -> None:
+    (image,) = findscu(archive.dimse, "-S", "QueryRetrieveLevel=IMAGE", f"SOPInstanceUID={archive.sops_a1[1]}",
+                       "StudyInstanceUID", "SeriesInstanceUID")
+    assert (image.StudyInstanceUID, image.SeriesInstanceUID) == (STUDY_A, SERIES_A1)
+
+
+def test_a_query_matching_nothing_gets_only_the_final_success(archive: Archive) -> None:
+    assert findscu(archive.dimse, "-S", "QueryRetrieveLevel=STUDY", "PatientName=Nobody*", "StudyInstanceUID") == []
+
+
 def _find(port: int, model: str, identifier: Dataset) -> list[tuple[int, Dataset | None]]:
     ae = AE(ae_title="PYSCU")
     ae.add_requested_context(model)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 from collections.abc import Iterator
@@ -109,7 +110,8 @@ def test_getscu_preferring_a_lossy_syntax_gets_every_instance_uncompressed(archi
     assert {ds.file_meta.TransferSyntaxUID for ds in got.values()} == {ExplicitVRLittleEndian}
 
 
-def _c_get(port: int, identifier: Dataset, contexts: list[tuple[str, str]]) -> tuple[list[int], list[Dataset]]:
+def _c_get(port: int, identifier: Dataset,
+           contexts: list[tuple[str, str]]) -> tuple[list[tuple[int, Dataset | None]], list[Dataset]]:
     """A pynetdicom C-GET SCU proposing one storage context per (SOP class, syntax)."""
     ae = AE(ae_title="PYSCU")
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
@@ -128,7 +130,7 @@ def _c_get(port: int, identifier: Dataset, contexts: list[tuple[str, str]]) -> t
                          evt_handlers=[(evt.EVT_C_STORE, on_store)])
     assert assoc.is_established
     try:
-        statuses = [int(s.Status) for s, _ in assoc.send_c_get(identifier, StudyRootQueryRetrieveInformationModelGet)]
+        statuses = [(int(s.Status), i) for s, i in assoc.send_c_get(identifier, StudyRootQueryRetrieveInformationModelGet)]
     finally:
         assoc.release()
     return statuses, got
@@ -140,7 +142,7 @@ def test_c_get_sends_lossy_instances_as_stored_when_that_syntax_was_accepted(arc
     ident.StudyInstanceUID = dcmread(next(iter(archive.lossy.values()))).StudyInstanceUID
     statuses, got = _c_get(archive.dimse.port, ident, [(MRImageStorage, JPEG2000),
                                                        (MRImageStorage, ExplicitVRLittleEndian)])
-    assert statuses[-1] == 0x0000
+    assert statuses[-1][0] == 0x0000
     assert {str(ds.SOPInstanceUID) for ds in got} == set(archive.lossy)
     for ds in got:
         assert ds.file_meta.TransferSyntaxUID == JPEG2000
@@ -156,29 +158,37 @@ def test_c_get_counts_a_sub_operation_it_cannot_send_as_failed(archive: Archive)
     # Only J2K lossless is accepted for MR: lossy frames cannot become lossless.
     statuses, got = _c_get(archive.dimse.port, ident, [(MRImageStorage, JPEG2000Lossless)])
     assert got == []
-    assert statuses[-1] == 0xA702 or statuses[-1] in (0xB000, 0xC000) or statuses[-1] >= 0xA700
+    status, failed = statuses[-1]
+    assert status == 0xA702  # every sub-operation failed
+    assert failed is not None and sorted(failed.FailedSOPInstanceUIDList) == sorted(archive.lossy)
+
+
+@contextlib.contextmanager
+def running_storescp(archive: Archive, tmp: Path, name: str, *options: str) -> Iterator[Path]:
+    """A dcmtk storescp on a free port, registered as `name` in tessel's AE registry; its folder."""
+    port, folder = free_port(), tmp / f"received-{name}"
+    folder.mkdir()
+    proc = subprocess.Popen(["storescp", "-aet", name, *options, "-od", str(folder), str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    data_dir = archive.dimse.stores.settings.data_dir
+    try:
+        assert main(["ae", "add", "--data-dir", str(data_dir), name, "127.0.0.1", str(port)]) == 0
+        deadline = time.monotonic() + 30
+        while subprocess.run(["echoscu", "-aec", name, "127.0.0.1", str(port)], capture_output=True).returncode:
+            assert proc.poll() is None, "storescp exited"
+            assert time.monotonic() < deadline, "storescp did not start"
+            time.sleep(0.1)
+        yield folder
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        main(["ae", "remove", "--data-dir", str(data_dir), name])
 
 
 @pytest.fixture
 def storescp(archive: Archive, tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A dcmtk storescp on a free port, registered as STORESCP in tessel's AE registry."""
-    port, folder = free_port(), tmp_path / "moved"
-    folder.mkdir()
-    proc = subprocess.Popen(["storescp", "-aet", "STORESCP", "-od", str(folder), str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    data_dir = archive.dimse.stores.settings.data_dir
-    try:
-        assert main(["ae", "add", "--data-dir", str(data_dir), "STORESCP", "127.0.0.1", str(port)]) == 0
-        deadline = time.monotonic() + 10
-        while subprocess.run(["echoscu", "-aec", "STORESCP", "127.0.0.1", str(port)],
-                             capture_output=True).returncode != 0:
-            assert time.monotonic() < deadline, "storescp did not start"
-            time.sleep(0.1)
+    with running_storescp(archive, tmp_path, "STORESCP") as folder:
         yield "STORESCP", folder
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        main(["ae", "remove", "--data-dir", str(data_dir), "STORESCP"])
 
 
 def test_movescu_sends_a_series_to_a_registered_destination(archive: Archive,
@@ -198,6 +208,83 @@ def test_movescu_of_a_whole_study(archive: Archive, storescp: tuple[str, Path]) 
     archive.dimse.run("movescu", "-S", "-aem", name, "-k", "QueryRetrieveLevel=STUDY",
                       "-k", f"StudyInstanceUID={STUDY}")
     assert set(received(folder)) == set(archive.originals)
+
+
+def test_movescu_at_patient_and_image_level(archive: Archive, storescp: tuple[str, Path]) -> None:
+    name, folder = storescp
+    sop = sorted(archive.originals)[0]
+    archive.dimse.run("movescu", "-S", "-aem", name, "-k", "QueryRetrieveLevel=IMAGE",
+                      "-k", f"StudyInstanceUID={STUDY}",
+                      "-k", f"SeriesInstanceUID={dcmread(archive.originals[sop]).SeriesInstanceUID}",
+                      "-k", f"SOPInstanceUID={sop}")
+    assert set(received(folder)) == {sop}
+    archive.dimse.run("movescu", "-P", "-aem", name, "-k", "QueryRetrieveLevel=PATIENT", "-k", "PatientID=P1")
+    assert set(received(folder)) == set(archive.originals)
+
+
+J2K_ONLY_PROFILE = """
+[[TransferSyntaxes]]
+[J2KOnly]
+TransferSyntax1 = 1.2.840.10008.1.2.4.90
+[Implicit]
+TransferSyntax1 = 1.2.840.10008.1.2
+
+[[PresentationContexts]]
+[J2KContexts]
+PresentationContext1 = 1.2.840.10008.5.1.4.1.1.2\\J2KOnly
+PresentationContext2 = 1.2.840.10008.5.1.4.1.1.4\\J2KOnly
+PresentationContext3 = 1.2.840.10008.1.1\\Implicit
+
+[[Profiles]]
+[J2K]
+PresentationContexts = J2KContexts
+"""
+
+
+@pytest.fixture
+def j2k_only_scp(archive: Archive, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A dcmtk storescp that accepts CT and MR in JPEG 2000 lossless only, registered as J2KONLY."""
+    (tmp_path / "j2k.cfg").write_text(J2K_ONLY_PROFILE)
+    with running_storescp(archive, tmp_path, "J2KONLY", "-xf", str(tmp_path / "j2k.cfg"), "J2K") as folder:
+        yield "J2KONLY", folder
+
+
+def _c_move(port: int, identifier: Dataset, destination: str) -> tuple[Dataset, Dataset | None]:
+    """The final (status, identifier) of a C-MOVE."""
+    ae = AE(ae_title="PYSCU")
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
+    assoc = ae.associate("127.0.0.1", port, ae_title="TESSEL")
+    try:
+        return list(assoc.send_c_move(identifier, destination, StudyRootQueryRetrieveInformationModelMove))[-1]
+    finally:
+        assoc.release()
+
+
+def test_move_to_a_destination_that_accepts_only_j2k_lossless_transcodes(archive: Archive,
+                                                                         j2k_only_scp: tuple[str, Path]) -> None:
+    name, folder = j2k_only_scp
+    ident = Dataset()
+    ident.QueryRetrieveLevel = "STUDY"
+    ident.StudyInstanceUID = STUDY
+    final, _ = _c_move(archive.dimse.port, ident, name)
+    assert final.Status == 0x0000 and final.NumberOfCompletedSuboperations == len(archive.originals)
+    got = received(folder)
+    assert set(got) == set(archive.originals)
+    for ds in got.values():
+        assert ds.file_meta.TransferSyntaxUID == JPEG2000Lossless
+        assert_same_pixels(ds, archive.originals[str(ds.SOPInstanceUID)])
+
+
+def test_lossy_instances_a_destination_cannot_take_count_as_failed(archive: Archive,
+                                                                   j2k_only_scp: tuple[str, Path]) -> None:
+    name, folder = j2k_only_scp
+    ident = Dataset()
+    ident.QueryRetrieveLevel = "STUDY"
+    ident.StudyInstanceUID = dcmread(next(iter(archive.lossy.values()))).StudyInstanceUID
+    final, failed = _c_move(archive.dimse.port, ident, name)
+    assert final.Status == 0xA702  # every sub-operation failed: lossy frames cannot become lossless
+    assert final.NumberOfFailedSuboperations == len(archive.lossy) and received(folder) == {}
+    assert failed is not None and sorted(failed.FailedSOPInstanceUIDList) == sorted(archive.lossy)
 
 
 def test_move_to_an_unregistered_destination_is_refused(archive: Archive) -> None:

@@ -11,7 +11,10 @@ A listed caller may do what its entry says (each permission defaults to true, `h
 address, `datastore` to the server's DIMSE datastore); "*" stands for every other AE title.
 Callers matching no entry, or calling from a host their entry does not list, are rejected at
 association (A-ASSOCIATE-RJ). Without the file: every AE title may do everything, from
-loopback addresses only.
+loopback addresses only. `tessel ae allow | revoke | access` edit and show the file.
+
+The decision is made once per association (`AccessPolicy.decide` -> `Grant`) and each request
+is checked with `Grant.allows(Action)`: the two places another policy (IAM-style) can hook in.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import tempfile
 import threading
 from dataclasses import dataclass
 from enum import StrEnum
@@ -144,8 +148,12 @@ class AccessPolicy:
         unknown = set(raw) - {"callers"}
         if unknown:
             raise InvalidInput(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
-        entries = {name.strip() if name != ANY else ANY: _entry(value, f"{where} callers[{name!r}]")
-                   for name, value in raw["callers"].items()}
+        entries = {}
+        for name, value in raw["callers"].items():
+            title = name.strip()
+            if title != ANY and not (0 < len(title) <= 16 and title.isprintable() and "\\" not in title):
+                raise InvalidInput(f"{where}: {name!r} is not an AE title (1-16 printable characters) or \"*\"")
+            entries[title] = _entry(value, f"{where} callers[{name!r}]")
         return cls(entries)
 
     @property
@@ -202,3 +210,64 @@ class AccessFile:
                         self._policy = AccessPolicy({})
             self._stamp, self._loaded = stamp, True
             return self._policy
+
+
+# -- editing the file (tessel ae allow / revoke) -------------------------------------------------
+
+DEFAULT_CALLERS: dict[str, Any] = {ANY: {"hosts": ["127.0.0.1", "::1"]}}  # the policy without a file
+
+
+def read_callers(path: Path) -> dict[str, Any]:
+    """The "callers" object of the access file (the default policy's entry when there is none)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return json.loads(json.dumps(DEFAULT_CALLERS))
+    AccessPolicy.parse(text, str(path))  # refuse to edit a file that does not parse
+    callers: dict[str, Any] = json.loads(text)["callers"]
+    return callers
+
+
+def write_callers(path: Path, callers: dict[str, Any]) -> None:
+    """Replace the access file atomically (a running server picks it up at its next association)."""
+    text = json.dumps({"callers": callers}, indent=2) + "\n"
+    AccessPolicy.parse(text, str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".dicom-access-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def caller_entry(hosts: list[str] | None, store: bool, query: bool, retrieve: bool,
+                 datastore: str | None) -> dict[str, Any]:
+    """An entry as `tessel ae allow` writes it (only what differs from the defaults)."""
+    entry: dict[str, Any] = {}
+    if hosts:
+        entry["hosts"] = hosts
+    for name, value in (("store", store), ("query", query), ("retrieve", retrieve)):
+        if not value:
+            entry[name] = False
+    if datastore:
+        entry["datastore"] = datastore
+    return entry
+
+
+def describe(policy_callers: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per caller entry, every field spelled out (for `tessel ae access`)."""
+    rows = []
+    for title, raw in sorted(policy_callers.items(), key=lambda kv: (kv[0] == ANY, kv[0])):
+        hosts = raw.get("hosts")
+        rows.append({"ae_title": title, "hosts": "any" if hosts in (None, "any", ["any"]) else list(hosts),
+                     "store": raw.get("store", True), "query": raw.get("query", True),
+                     "retrieve": raw.get("retrieve", True), "datastore": raw.get("datastore")})
+    return rows

@@ -92,8 +92,8 @@ class CommitmentJob:
         event_type = 2 if failed else 1
         self.responded.wait(timeout=30)
         if self.assoc.is_established:
-            rsp = self.assoc.send_n_event_report(info, event_type, StorageCommitmentPushModel,
-                                                 WELL_KNOWN_INSTANCE)
+            rsp, _ = self.assoc.send_n_event_report(info, event_type, StorageCommitmentPushModel,
+                                                    WELL_KNOWN_INSTANCE)
             if int(rsp.get("Status", 0xFFFF)) == 0x0000:
                 self.delivered = True
                 return
@@ -114,7 +114,7 @@ class CommitmentJob:
             return
         try:
             set_nodelay(assoc)
-            rsp = assoc.send_n_event_report(info, event_type, StorageCommitmentPushModel, WELL_KNOWN_INSTANCE)
+            rsp, _ = assoc.send_n_event_report(info, event_type, StorageCommitmentPushModel, WELL_KNOWN_INSTANCE)
             self.delivered = int(rsp.get("Status", 0xFFFF)) == 0x0000
         finally:
             assoc.release()

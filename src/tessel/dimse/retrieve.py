@@ -8,7 +8,7 @@ counts completed/failed/warning sub-operations and sends the final response.
 
 C-GET sends on the requesting association (the SCU proposed the storage contexts, with the
 SCP role for itself); C-MOVE opens an association to the destination from the AE registry,
-proposing for each SOP class one context per stored syntax plus one uncompressed context.
+proposing what `move_contexts` lists.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from pynetdicom.sop_class import (PatientRootQueryRetrieveInformationModelGet,
                                   StudyRootQueryRetrieveInformationModelMove)
 
 from tessel.catalog.query import query
+from tessel.codecs.syntaxes import HTJ2K_LOSSLESS, HTJ2K_LOSSLESS_RPCL, J2K_LOSSLESS, LOSSLESS_FORMATS
 from tessel.dimse.datasets import LEVELS, part10_dataset, uid_list, unsendable
 from tessel.dimse.peers import Peer
 from tessel.dimse.status import CANCEL, PENDING, IdentifierMismatch
@@ -44,7 +45,10 @@ GET_MODELS = (PatientRootQueryRetrieveInformationModelGet, StudyRootQueryRetriev
 MOVE_MODELS = (PatientRootQueryRetrieveInformationModelMove, StudyRootQueryRetrieveInformationModelMove)
 PATIENT_ROOT = (PatientRootQueryRetrieveInformationModelGet, PatientRootQueryRetrieveInformationModelMove)
 UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian)
-MAX_CONTEXTS = 128  # PS3.8: presentation context ids are odd numbers 1..255
+# Lossless syntaxes tessel encodes frames to, in the order offered to C-MOVE destinations.
+ENCODABLE = (HTJ2K_LOSSLESS_RPCL, HTJ2K_LOSSLESS, J2K_LOSSLESS)
+MAX_CONTEXTS = 128
+VERIFICATION = "1.2.840.10008.1.1"  # PS3.8: presentation context ids are odd numbers 1..255
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,21 +185,28 @@ def sub_operations(stores: Stores, datastore_id: str, found: list[Target],
 
 
 def move_contexts(found: list[Target]) -> list[PresentationContext]:
-    """Contexts for the C-MOVE sub-association: per SOP class, its stored syntaxes and uncompressed."""
+    """Contexts for the C-MOVE sub-association, so the destination can take every instance.
+
+    Per SOP class: uncompressed (every instance can be sent so), then each stored syntax (sent
+    as stored, lossy ones included), then the lossless compressed syntaxes tessel can encode
+    (for destinations that want compressed data), while there is room for contexts. Verification
+    comes first: a destination that accepts none of the rest still associates, and the instances
+    it cannot take are reported as failed sub-operations rather than as an unknown destination.
+    """
     by_class: dict[str, set[str]] = {}
     for target in found:
         stored = target.stored_transfer_syntax_uid
         syntaxes = by_class.setdefault(target.sop_class_uid, set())
         if stored and stored not in UNCOMPRESSED:
             syntaxes.add(stored)
-    contexts: list[PresentationContext] = []
-    # Uncompressed first for every class (always producible), then stored syntaxes while room remains.
-    for sop_class in by_class:
-        contexts.append(build_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian]))
+    contexts = [build_context(VERIFICATION, [ImplicitVRLittleEndian])]
+    contexts += [build_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian]) for sop_class in by_class]
     for sop_class, syntaxes in by_class.items():
-        for syntax in sorted(syntaxes):
-            if len(contexts) < MAX_CONTEXTS:
-                contexts.append(build_context(sop_class, [syntax]))
+        contexts.extend(build_context(sop_class, [syntax]) for syntax in sorted(syntaxes))
+    for sop_class, syntaxes in by_class.items():
+        encodable = [ts for ts in ENCODABLE if ts not in syntaxes]
+        if encodable and syntaxes & LOSSLESS_FORMATS:
+            contexts.append(build_context(sop_class, encodable))
     return contexts[:MAX_CONTEXTS]
 
 
@@ -228,6 +239,4 @@ def destination(peer: Peer | None, found: list[Target],
     """What the C-MOVE handler yields first: (None, None) for an unknown destination."""
     if peer is None:
         return None, None
-    return peer.host, peer.port, {"contexts": move_contexts(found) or
-                                  [build_context("1.2.840.10008.1.1")],  # no matches: any context will do
-                                  "evt_handlers": sub.handlers()}
+    return peer.host, peer.port, {"contexts": move_contexts(found), "evt_handlers": sub.handlers()}

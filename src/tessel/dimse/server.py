@@ -27,7 +27,6 @@ from pydicom.uid import (DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, Ex
 from pynetdicom import AE, _config, evt
 from pynetdicom.association import Association
 from pynetdicom.dimse_messages import N_ACTION_RSP
-from pynetdicom.pdu_primitives import A_RELEASE
 from pynetdicom.sop_class import StorageCommitmentPushModel, Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
@@ -36,14 +35,18 @@ from tessel.config import Settings
 from tessel.dicom.syntaxes import SYNTAXES as READABLE_SYNTAXES
 from tessel.dimse import commitment, find, retrieve
 from tessel.dimse.access import AccessFile, Action, Grant
-from tessel.dimse.datasets import commitment_request
+from tessel.dimse.datasets import commitment_request, part10
 from tessel.dimse.peers import get_peer
 from tessel.dimse.status import (NOT_AUTHORIZED, SOP_CLASS_MISMATCH_WARNING, SUCCESS, IdentifierMismatch,
                                  MoveDestinationUnknown, Service, failure, guard, guarded, status,
                                  store_warning)
-from tessel.dimse.storing import StoreQueue
-from tessel.errors import Conflict, NotFound, Unavailable
+from tessel.dimse.spool import FOLDER as SPOOL_FOLDER
+from tessel.dimse.spool import Segment, Spool
+from tessel.dimse.storing import StoreQueue, staging_options
+from tessel.ingest.staging import StagingOptions
+from tessel.errors import Conflict, InvalidInput, NotFound, Unavailable
 from tessel.lifecycle.datastores import find_or_create
+from tessel.retrieve.part10 import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from tessel.stores import Stores
 
 log = logging.getLogger("tessel.dimse")
@@ -52,7 +55,9 @@ QUERY_SYNTAXES = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplic
                   ExplicitVRBigEndian]
 _UNCOMPRESSED = {ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian,
                  ExplicitVRBigEndian}
-RELEASE_FLUSH_SECONDS = 120.0
+COMMITMENT_FLUSH_SECONDS = 120.0
+# What senders may put in one PDU: large PDUs cost pynetdicom fewer passes per instance.
+MAX_PDU_SIZE = 1 << 20
 READ_FLUSH_SECONDS = 30.0
 
 
@@ -84,7 +89,8 @@ class Session:
     address: str
     datastore_id: str | None = None
     datastore_resolved: bool = False
-    stored: int = 0
+    options: StagingOptions | None = None  # how instances stored into datastore_id are staged
+    segment: Segment | None = None  # this association's spool segment, opened by its first C-STORE
     commitments: list[commitment.CommitmentJob] = field(default_factory=list)
 
 
@@ -92,7 +98,8 @@ class DimseServer:
     def __init__(self, stores: Stores, settings: Settings | None = None, *, queue: StoreQueue | None = None) -> None:
         self.stores = stores
         self.settings = settings or stores.settings
-        self.queue = queue or StoreQueue(stores)
+        self.queue = queue or StoreQueue(stores, Spool(self.settings.data_dir / SPOOL_FOLDER),
+                                         workers=self.settings.resolved_workers)
         self.access = AccessFile(self.settings.data_dir)
         self.ae: AE | None = None
         self._server: _Server | None = None
@@ -117,19 +124,22 @@ class DimseServer:
         if self._server is not None:
             return
         _configure_pynetdicom()
+        limit, timeout = self.settings.dicom_max_associations, self.settings.dicom_timeout
+        if limit < 1 or not timeout > 0:
+            raise InvalidInput(f"TESSEL_DICOM_MAX_ASSOCIATIONS ({limit}) and TESSEL_DICOM_TIMEOUT ({timeout}) "
+                               "must be positive")
         ae = AE(ae_title=self.ae_title)
-        ae.maximum_associations = 64
-        ae.maximum_pdu_size = 0  # no limit: fewer, larger PDUs from senders that allow it
-        ae.network_timeout = 120
-        ae.dimse_timeout = 120
-        ae.acse_timeout = 30
+        ae.maximum_associations = limit
+        ae.maximum_pdu_size = MAX_PDU_SIZE
+        ae.network_timeout = timeout  # an association silent this long is aborted
+        ae.dimse_timeout = timeout  # a peer's answer (C-MOVE/C-GET sub-operations) waited for this long
+        ae.acse_timeout = min(timeout, 30.0)  # association negotiation and release
         ae.add_supported_context(Verification, QUERY_SYNTAXES)
         for model in (*find.FIND_MODELS, *retrieve.GET_MODELS, *retrieve.MOVE_MODELS):
             ae.add_supported_context(model, QUERY_SYNTAXES)
         ae.add_supported_context(StorageCommitmentPushModel, QUERY_SYNTAXES)
         handlers = [
             (evt.EVT_REQUESTED, self._on_requested),
-            (evt.EVT_ACSE_RECV, self._on_acse_recv),
             (evt.EVT_RELEASED, self._on_ended),
             (evt.EVT_ABORTED, self._on_ended),
             (evt.EVT_CONN_CLOSE, self._on_ended),
@@ -236,24 +246,11 @@ class DimseServer:
             log.exception("DIMSE: vetting the association from %s at %s failed", calling, host)
             _reject(assoc, 0x02, 0x01)
 
-    def _on_acse_recv(self, event: Any) -> None:
-        # A release request from the peer, seen before pynetdicom answers it: commit what this
-        # association stored first, so the sender can query its instances once it is done.
-        primitive = getattr(event, "primitive", None)
-        if not isinstance(primitive, A_RELEASE) or primitive.result is not None:
-            return
-        session = self._session(event.assoc)
-        if session is None or not session.stored or session.datastore_id is None:
-            return
-        if not self.queue.flush(session.datastore_id, RELEASE_FLUSH_SECONDS):
-            log.warning("DIMSE: instances of %s are queued but not yet committed at release",
-                        session.grant.calling_ae_title)
-
     def _on_ended(self, event: Any) -> None:
         with self._lock:
             session = self._sessions.pop(event.assoc, None)
-        if session is not None and session.stored and session.datastore_id is not None:
-            self.queue.request_commit(session.datastore_id)
+        if session is not None and session.segment is not None:
+            self.queue.end_segment(session.segment)
 
     def _on_dimse_sent(self, event: Any) -> None:
         if isinstance(event.message, N_ACTION_RSP):
@@ -275,10 +272,18 @@ class DimseServer:
         def work() -> Dataset | int:
             datastore_id = self._datastore(session, create=True)
             assert datastore_id is not None
+            if session.options is None or session.options.datastore_id != datastore_id:
+                session.options = staging_options(self.stores, datastore_id)
+            if session.segment is None or session.segment.full or session.segment.closed:
+                if session.segment is not None:
+                    self.queue.end_segment(session.segment)
+                session.segment = self.queue.open_segment()
             request = event.request
-            stored = self.queue.store(datastore_id, event.encoded_dataset(), session.grant.calling_ae_title,
+            data = part10(request.DataSet.getvalue(), str(request.AffectedSOPClassUID),
+                          str(request.AffectedSOPInstanceUID), str(event.context.transfer_syntax),
+                          session.grant.calling_ae_title, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME)
+            stored = self.queue.store(session.segment, datastore_id, session.options, data,
                                       expect_sop_instance_uid=str(request.AffectedSOPInstanceUID))
-            session.stored += 1
             warning = store_warning(stored.warnings)
             if warning is not None:
                 return warning
@@ -377,7 +382,7 @@ class DimseServer:
             job = commitment.CommitmentJob(
                 self.stores, ae, event.assoc, session.grant.calling_ae_title,
                 self._datastore(session, create=False), request,
-                flush=lambda ds: self.queue.flush(ds, RELEASE_FLUSH_SECONDS))
+                flush=lambda ds: self.queue.flush(ds, COMMITMENT_FLUSH_SECONDS))
             session.commitments.append(job)
             job.start()
             return SUCCESS

@@ -1,260 +1,491 @@
-"""C-STORE: stage each instance, queue it durably, commit queued instances in batches.
+"""C-STORE: check each instance, spool it durably, answer; stage and commit in the background.
 
-Why not one `store_instances` call per C-STORE: each call makes a new image-set version (a
-full metadata document), so a 300-slice series sent one instance per request would make
-300 versions. And a C-STORE SCU waits for each response before it sends the next instance,
-so holding responses back to batch them would batch nothing.
+A C-STORE SCU waits for each response before it sends the next instance, so whatever runs
+before the response sets the ingest rate. Only what decides the answer runs there:
 
-So the write is split where the import jobs split it (ingest.jobs: staged rows, then
-assembly), and the response waits only for the part that makes the instance durable:
+1. parse and check the instance (`dicom.read_instance_bytes`: structure, identifiers, Pixel
+   Data length) -- a bad instance is answered with a failure status naming the problem, and
+   nothing is written;
+2. append it to the association's spool segment and `fdatasync` it (spool.py): from here it
+   survives a crash, and the C-STORE is answered Success (or a warning, for coerced elements).
 
-1. stage (the association's thread): parse, check, transcode and write the frame and bulk
-   blobs (fsync'd) -- a bad instance fails here and is answered with its reason;
-2. queue: one small catalog transaction inserts the staged record into `dimse_staged`;
-   once it commits, the instance survives a crash and the C-STORE is answered Success;
-3. commit (one committer thread): queued records of a datastore are assembled into image-set
-   versions together once the queue is idle for IDLE_SECONDS, MAX_AGE_SECONDS after the
-   first, at MAX_BATCH, when the association is released (before the A-RELEASE-RP, so the
-   sender sees its instances once it is done), or when a C-FIND/C-GET/C-MOVE or a storage
-   commitment request needs them. Rows are deleted after the commit; a crash in between
-   replays them at the next start, which changes nothing (identical instances are no-ops).
+Then, off the response path:
 
-A series sent on one association thus becomes one version, not one per instance.
+3. stage (ingest.staging: frames decoded, re-encoded to HTJ2K, checked by CRC32, written to
+   the blob store, as import jobs do) in `workers` processes, which read the instance back
+   from the spool (processes, not threads: a busy thread would hold the GIL against the
+   association threads and slow every answer);
+4. commit (one committer thread): a datastore's staged instances are assembled into image-set
+   versions together (ingest.assemble) once none of its instances is still being staged and
+   it has been idle for IDLE_SECONDS (at once after an association ends), or MAX_AGE_SECONDS
+   after the oldest arrived, or at MAX_BATCH instances. A series sent on one association thus
+   becomes one version, not one per instance. C-FIND, C-GET, C-MOVE and storage commitment
+   wait for this first (`flush`), so DIMSE peers always see what they sent.
+
+Instances are visible through the AHI API and DICOMweb once committed, usually a second or two
+after the association ends; until then nothing of them is served, so no frame is ever read
+half-transcoded.
+
+Pixel data that arrived compressed is staged before the answer instead (step 3 moves up):
+decoding a codestream can fail, and such an instance must get its failure status, as an import
+job would reject it. Native pixel data cannot fail to decode once its length is checked; if
+staging it fails anyway (a full disk, a bug), the instance is kept under `spool/failed/` with
+the reason and logged, never dropped.
 """
 
 from __future__ import annotations
 
-import gzip
+import concurrent.futures as cf
+import functools
 import json
 import logging
+import multiprocessing
+import queue
 import threading
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
-from tessel.catalog.sql.tables import dimse_staged
-from tessel.dimse.status import IdentifierMismatch
-from tessel.errors import NotFound
+from tessel.blobs import BlobStore, open_blob_store
+from tessel.config import Settings
+from tessel.dicom import read_instance_bytes
+from tessel.dicom.models import ParsedInstance
+from tessel.dicom.syntaxes import SYNTAXES
+from tessel.dimse.spool import Kind, Segment, Spool, read_segment
+from tessel.errors import NotFound, TesselError, Unavailable
 from tessel.ingest.assemble import assemble
-from tessel.ingest.staging import StagingOptions, stage_bytes
+from tessel.ingest.staging import StagingOptions, stage_bytes, stage_parsed
 from tessel.lifecycle.datastores import get_datastore, lossless_syntax
 from tessel.stores import Stores
 
 log = logging.getLogger("tessel.dimse")
 
 IDLE_SECONDS = 0.5
-MAX_AGE_SECONDS = 10.0
+MAX_AGE_SECONDS = 30.0
 MAX_BATCH = 1000
 RETRY_SECONDS = 2.0
+MAX_BACKLOG_BYTES = 1 << 30  # received but not yet staged; C-STOREs wait beyond this
+POOL_IDLE_SECONDS = 300.0  # staging processes end after this long without work
 
 
 @dataclass(frozen=True, slots=True)
 class Stored:
-    """A queued (durable) instance."""
+    """An instance that is durable (spooled) and will be committed."""
 
     sop_class_uid: str | None
     sop_instance_uid: str | None
     warnings: tuple[dict[str, Any], ...]
 
 
-@dataclass(slots=True)
-class _Queue:
-    """One datastore's queue, as the committer sees it (rows are the truth; this is a summary)."""
+@dataclass(eq=False, slots=True)
+class _Entry:
+    seq: int
+    datastore_id: str
+    segment: Segment
+    offset: int  # the spooled payload in the segment file
+    length: int
+    received_at: float
+    name: str = "instance"  # SOP Instance UID, for logs
+    staged: dict[str, Any] | None = None
+    failed: bool = False  # set aside (spool/failed/): nothing to commit
+    attempts: int = 0
 
-    last_id: int = 0  # highest queued row id
-    committed_id: int = 0  # every row up to here is committed (or was never ours)
-    first_at: float | None = None  # monotonic time the oldest uncommitted row was queued
+
+@dataclass(slots=True)
+class _Datastore:
+    """One datastore's uncommitted entries, in arrival order."""
+
+    entries: deque[_Entry] = field(default_factory=deque)
+    options: StagingOptions | None = None
     last_at: float = 0.0
-    count: int = 0
     urgent: bool = False
     failing_since: float | None = None
 
-    @property
-    def outstanding(self) -> bool:
-        return self.last_id > self.committed_id
+
+def staging_options(stores: Stores, datastore_id: str) -> StagingOptions:
+    ds = get_datastore(stores, datastore_id)
+    return StagingOptions(datastore_id=ds.id, lossless_format=lossless_syntax(ds.lossless_storage_format))
+
+
+def _append(segment: Segment, kind: Kind, datastore_id: str, payload: bytes) -> int:
+    try:
+        return segment.append(kind, datastore_id, payload)
+    except OSError as exc:  # answered A700 (out of resources): the sender may try again later
+        raise Unavailable(f"cannot write the instance to disk: {exc.strerror or exc}") from None
+
+
+def _staged_before_answer(parsed: ParsedInstance) -> bool:
+    info = SYNTAXES.get(parsed.transfer_syntax_uid)
+    return parsed.pixel is not None and bool(parsed.frames) and (info is None or info.encapsulated)
+
+
+# -- the staging processes ---------------------------------------------------------------------
+
+_worker_blobs: BlobStore | None = None
+
+
+def _worker_init(settings: Settings) -> None:
+    global _worker_blobs
+    _worker_blobs = open_blob_store(settings.resolved_blob_url, settings)
+
+
+def _stage_spooled(path: str, offset: int, length: int, options: StagingOptions) -> tuple[bool, Any]:
+    """In a staging process: (True, staged instance) or (False, why it cannot be stored)."""
+    assert _worker_blobs is not None
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read(length)
+        return True, stage_bytes(data, _worker_blobs, options)
+    except TesselError as exc:
+        return False, exc.message
+    except Exception as exc:  # reported to the parent, which keeps the instance aside with this reason
+        return False, f"{type(exc).__name__}: {exc}"
 
 
 class StoreQueue:
-    """Stages C-STORE instances and commits them in batches on one committer thread."""
+    """The spool, the staging processes and the committer thread of one DIMSE server."""
 
-    def __init__(self, stores: Stores, *, idle: float = IDLE_SECONDS, max_age: float = MAX_AGE_SECONDS,
-                 max_batch: int = MAX_BATCH) -> None:
-        self.stores = stores
+    def __init__(self, stores: Stores, spool: Spool, *, workers: int = 2, idle: float = IDLE_SECONDS,
+                 max_age: float = MAX_AGE_SECONDS, max_batch: int = MAX_BATCH,
+                 max_backlog_bytes: int = MAX_BACKLOG_BYTES) -> None:
+        self.stores, self.spool = stores, spool
+        self.workers = max(1, workers)
         self.idle, self.max_age, self.max_batch = idle, max_age, max_batch
+        self.max_backlog_bytes = max_backlog_bytes
         self._cond = threading.Condition()
-        self._queues: dict[str, _Queue] = {}
+        self._datastores: dict[str, _Datastore] = {}
+        self._to_stage: queue.Queue[_Entry | None] = queue.Queue()
+        self._in_flight = 0  # staging tasks submitted and not done
+        self._pool: cf.ProcessPoolExecutor | None = None
+        self._backlog_bytes = 0
+        self._seq = 0
         self._stopping = False
-        self._thread: threading.Thread | None = None
+        self._dispatcher: threading.Thread | None = None
+        self._committer: threading.Thread | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Pick up rows a previous run queued but did not commit, then start the committer."""
-        with self.stores.catalog.read() as conn:
-            rows = conn.execute(sa.select(dimse_staged.c.datastore_id, sa.func.max(dimse_staged.c.id),
-                                          sa.func.count()).group_by(dimse_staged.c.datastore_id)).all()
-        with self._cond:
-            for datastore_id, last_id, count in rows:
-                q = self._queues.setdefault(datastore_id, _Queue())
-                q.last_id, q.count, q.urgent = max(q.last_id, int(last_id)), int(count), True
-                q.first_at = q.first_at or time.monotonic()
-            self._stopping = False
-        if rows:
-            log.info("committing %d DIMSE instance(s) queued before the last stop", sum(r[2] for r in rows))
-        self._thread = threading.Thread(target=self._run, name="tessel-dimse-commit", daemon=True)
-        self._thread.start()
+        """Take up what a previous run spooled but did not commit, then start the threads."""
+        self._stopping = False
+        recovered = sum(self._recover(path) for path in self.spool.leftovers())
+        if recovered:
+            log.info("committing %d DIMSE instance(s) received before the last stop", recovered)
+        self._dispatcher = threading.Thread(target=self._dispatch_loop, name="tessel-dimse-stage", daemon=True)
+        self._committer = threading.Thread(target=self._commit_loop, name="tessel-dimse-commit", daemon=True)
+        self._dispatcher.start()
+        self._committer.start()
 
     def stop(self, timeout: float = 60.0) -> None:
-        """Commit what is queued (one attempt each), then end the committer."""
+        """Stage and commit what is queued (what does not finish in time stays spooled)."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        self._to_stage.put(None)
+        deadline = time.monotonic() + timeout
+        for thread in (self._dispatcher, self._committer):
+            if thread is not None:
+                thread.join(max(0.0, deadline - time.monotonic()))
+        self._dispatcher = self._committer = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def _recover(self, path: Path) -> int:
+        segment = Segment(path, sync=self.spool.sync)
+        count = 0
+        for record in read_segment(path):
+            count += 1
+            entry = self._enqueue(segment, record.datastore_id, record.offset, len(record.payload), recovered=True)
+            if record.kind is Kind.STAGED:
+                entry.staged = json.loads(record.payload)
+            else:
+                self._backlog_bytes += entry.length
+                self._to_stage.put(entry)
+        for d in self._datastores.values():
+            d.urgent = True
+        if segment.done:
+            segment.delete()
+        return count
 
     # -- the association side -----------------------------------------------------------------
 
-    def store(self, datastore_id: str, data: bytes, calling_ae_title: str, *,
+    def open_segment(self) -> Segment:
+        return self.spool.open()
+
+    def store(self, segment: Segment, datastore_id: str, options: StagingOptions, data: bytes, *,
               expect_sop_instance_uid: str | None = None) -> Stored:
-        """Stage one Part 10 instance and queue it durably; raises InvalidInput saying why not."""
-        ds = get_datastore(self.stores, datastore_id)
-        options = StagingOptions(datastore_id=ds.id, lossless_format=lossless_syntax(ds.lossless_storage_format))
-        staged = stage_bytes(data, self.stores.blobs, options)
-        if expect_sop_instance_uid is not None and staged["sop_instance_uid"] != expect_sop_instance_uid:
-            # Its blobs stay behind as unreferenced, content-addressed objects for the orphan sweep.
-            raise IdentifierMismatch(f"the data set's SOP Instance UID {staged['sop_instance_uid']} is not "
-                                     "the request's Affected SOP Instance UID")
-        record = gzip.compress(json.dumps(staged).encode(), 1)
-        with self.stores.catalog.write() as conn:
-            result = conn.execute(sa.insert(dimse_staged).values(
-                datastore_id=ds.id, sop_instance_uid=str(staged["sop_instance_uid"] or "")[:64],
-                calling_ae_title=calling_ae_title[:16], received_at=time.time(), record=record))
-            row_id = int(result.inserted_primary_key[0])
+        """Check one Part 10 instance and spool it durably; raises TesselError saying why not."""
+        parsed = read_instance_bytes(data, bulk_threshold=options.bulk_threshold)
+        if expect_sop_instance_uid is not None and parsed.sop_instance_uid != expect_sop_instance_uid:
+            # As an import job treats a File Meta that contradicts the data set: the data set wins.
+            parsed.warnings.insert(0, {
+                "warning_reason_code": 0xB000, "type": "COERCION_OF_DATA_ELEMENTS",
+                "message": f"Affected SOP Instance UID {expect_sop_instance_uid} differs from the data set's "
+                           f"SOP Instance UID {parsed.sop_instance_uid}; the data set's is used"})
+        warnings = tuple(parsed.warnings)
+        if _staged_before_answer(parsed):
+            staged = stage_parsed(parsed, self.stores.blobs, options, size=len(data))
+            warnings = tuple(staged["warnings"])
+            payload = json.dumps(staged).encode()
+            offset = _append(segment, Kind.STAGED, datastore_id, payload)
+            entry = self._enqueue(segment, datastore_id, offset, len(payload), options=options)
+            with self._cond:
+                entry.staged = staged
+                self._cond.notify_all()
+        else:
+            self._wait_for_room()
+            offset = _append(segment, Kind.RAW, datastore_id, data)
+            entry = self._enqueue(segment, datastore_id, offset, len(data), options=options)
+            entry.name = parsed.sop_instance_uid or entry.name
+            with self._cond:
+                self._backlog_bytes += len(data)
+            self._to_stage.put(entry)
+        return Stored(parsed.sop_class_uid, parsed.sop_instance_uid, warnings)
+
+    def _enqueue(self, segment: Segment, datastore_id: str, offset: int, length: int, *,
+                 options: StagingOptions | None = None, recovered: bool = False) -> _Entry:
         now = time.monotonic()
         with self._cond:
-            q = self._queues.setdefault(ds.id, _Queue())
-            q.last_id = max(q.last_id, row_id)
-            q.count += 1
-            q.last_at = now
-            if q.first_at is None:
-                q.first_at = now
+            if recovered:  # the segment was written by an earlier run: count its records here
+                segment.appended += 1
+            self._seq += 1
+            entry = _Entry(self._seq, datastore_id, segment, offset, length, now)
+            d = self._datastores.setdefault(datastore_id, _Datastore())
+            d.entries.append(entry)
+            d.last_at = now
+            if options is not None:
+                d.options = options
+            return entry
+
+    def _wait_for_room(self) -> None:
+        with self._cond:
+            while self._backlog_bytes >= self.max_backlog_bytes and not self._stopping:
+                self._cond.wait(1.0)
+
+    def end_segment(self, segment: Segment) -> None:
+        """The association is over: close its segment and commit its instances soon."""
+        segment.close()
+        if segment.done:
+            segment.delete()
+        with self._cond:
+            for d in self._datastores.values():
+                if any(e.segment is segment for e in d.entries):
+                    d.urgent = True
             self._cond.notify_all()
-        return Stored(staged["sop_class_uid"], staged["sop_instance_uid"], tuple(staged["warnings"]))
 
     def flush(self, datastore_id: str | None = None, timeout: float = 60.0) -> bool:
-        """Commit everything queued so far (for one datastore or all); False if not done in time."""
+        """Commit everything received so far (for one datastore or all); False if not done in time."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            targets = {ds: q.last_id for ds, q in self._queues.items()
-                       if (datastore_id is None or ds == datastore_id) and q.outstanding}
-            if not targets:
-                return True
-            for ds in targets:
-                self._queues[ds].urgent = True
+            target = self._seq
+            for ds, d in self._datastores.items():
+                if datastore_id is None or ds == datastore_id:
+                    d.urgent = True
             self._cond.notify_all()
-            while any(self._queues[ds].committed_id < target for ds, target in targets.items()):
+            while any(d.entries and d.entries[0].seq <= target for ds, d in self._datastores.items()
+                      if datastore_id is None or ds == datastore_id):
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._thread is None:
+                if remaining <= 0 or self._committer is None:
                     return False
                 self._cond.wait(remaining)
             return True
 
     def pending(self, datastore_id: str | None = None) -> int:
-        """Instances queued but not yet committed."""
+        """Instances received but not yet committed."""
         with self._cond:
-            return sum(q.count for ds, q in self._queues.items()
-                       if (datastore_id is None or ds == datastore_id) and q.outstanding)
+            return sum(len(d.entries) for ds, d in self._datastores.items()
+                       if datastore_id is None or ds == datastore_id)
 
-    def request_commit(self, datastore_id: str) -> None:
-        """Commit soon without waiting (an association ended)."""
-        with self._cond:
-            q = self._queues.get(datastore_id)
-            if q is not None and q.outstanding:
-                q.urgent = True
-                self._cond.notify_all()
+    # -- staging ------------------------------------------------------------------------------
 
-    # -- the committer ------------------------------------------------------------------------
-
-    def _due(self, now: float) -> tuple[list[str], float | None]:
-        """Datastores to commit now, and how long to sleep otherwise."""
-        due: list[str] = []
-        wake: float | None = None
-        for ds, q in self._queues.items():
-            if not q.outstanding:
+    def _dispatch_loop(self) -> None:
+        while True:
+            try:
+                entry = self._to_stage.get(timeout=POOL_IDLE_SECONDS)
+            except queue.Empty:  # idle: let the staging processes go
+                with self._cond:
+                    pool = self._pool if self._in_flight == 0 else None
+                    if pool is not None:
+                        self._pool = None
+                if pool is not None:
+                    pool.shutdown(wait=False)
                 continue
-            if q.failing_since is not None and not self._stopping:
-                ready_at = q.failing_since + RETRY_SECONDS
-            elif self._stopping or q.urgent or q.count >= self.max_batch:
-                ready_at = now
-            else:
-                ready_at = min(q.last_at + self.idle, (q.first_at or now) + self.max_age)
-            if ready_at <= now:
-                due.append(ds)
-            else:
-                wake = ready_at - now if wake is None else min(wake, ready_at - now)
-        return due, wake
+            if entry is None:
+                break
+            with self._cond:
+                while self._in_flight >= self.workers * 2:
+                    self._cond.wait()
+                self._in_flight += 1
+            try:
+                options = self._options(entry.datastore_id)
+                future = self._executor().submit(_stage_spooled, str(entry.segment.path), entry.offset,
+                                                 entry.length, options)
+            except Exception as exc:  # no datastore any more, or no process could be started
+                self._done(entry, None, exc)
+                continue
+            future.add_done_callback(functools.partial(self._done, entry))
+        with self._cond:  # let the tasks in flight finish
+            while self._in_flight:
+                self._cond.wait()
 
-    def _run(self) -> None:
-        attempted_at_stop: set[str] = set()
+    def _executor(self) -> cf.ProcessPoolExecutor:
+        if self._pool is None:
+            # forkserver (the parent runs threads); the fork server imports the staging code once,
+            # so a staging process starts in milliseconds, not seconds (as import jobs do).
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["tessel.ingest.jobs", __name__])
+            self._pool = cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=context,
+                                                initializer=_worker_init, initargs=(self.stores.settings,))
+        return self._pool
+
+    def _done(self, entry: _Entry, future: cf.Future[tuple[bool, Any]] | None,
+              error: BaseException | None = None) -> None:
+        """A staging task ended (or could not start: `error`)."""
+        ok, result = False, None
+        try:
+            if future is not None:
+                ok, result = future.result()
+        except cf.process.BrokenProcessPool:
+            # A staging process died (a decoder crashed): a new pool, and one more try.
+            with self._cond:
+                if self._pool is not None:
+                    self._pool.shutdown(wait=False)
+                    self._pool = None
+            entry.attempts += 1
+            if entry.attempts < 2:
+                self._to_stage.put(entry)
+                with self._cond:
+                    self._in_flight -= 1
+                    self._cond.notify_all()
+                return
+            result = "the instance crashed the decoder twice"
+        except Exception as exc:  # the task could not run at all (e.g. the pool is shutting down)
+            error = exc
+        if error is not None:
+            result = error.message if isinstance(error, TesselError) else f"{type(error).__name__}: {error}"
+        self._staged(entry, ok, result)
+
+    def _staged(self, entry: _Entry, ok: bool, result: Any) -> None:
+        if not ok:
+            self._set_aside(entry, str(result))
+        with self._cond:
+            if ok:
+                entry.staged = result
+            self._backlog_bytes -= entry.length
+            self._in_flight -= 1
+            self._cond.notify_all()
+
+    def _options(self, datastore_id: str) -> StagingOptions:
+        with self._cond:
+            d = self._datastores.get(datastore_id)
+            if d is not None and d.options is not None:
+                return d.options
+        options = staging_options(self.stores, datastore_id)
+        with self._cond:
+            self._datastores.setdefault(datastore_id, _Datastore()).options = options
+        return options
+
+    def _set_aside(self, entry: _Entry, reason: str) -> None:
+        """An acknowledged instance that cannot be stored: keep its bytes under spool/failed/."""
+        try:
+            data = entry.segment.read(entry.offset, entry.length)
+            path = self.spool.set_aside(data, entry.name, reason)
+        except OSError:
+            log.exception("DIMSE instance %s could not be stored (%s) nor set aside; it stays spooled",
+                          entry.name, reason)
+            return
+        log.error("DIMSE instance %s could not be stored after it was acknowledged: %s; kept as %s",
+                  entry.name, reason, path)
+        with self._cond:
+            entry.failed = True
+            self._cond.notify_all()
+
+    # -- committing ---------------------------------------------------------------------------
+
+    def _ready(self, d: _Datastore, now: float) -> tuple[int, float | None]:
+        """How many head entries to commit now (0: none), and when to look again."""
+        ready = 0
+        for entry in d.entries:
+            if entry.staged is None and not entry.failed:
+                break
+            ready += 1
+            if ready >= self.max_batch:
+                break
+        if not ready:
+            return 0, None
+        if d.failing_since is not None and not self._stopping:
+            at = d.failing_since + RETRY_SECONDS
+        elif self._stopping or ready >= self.max_batch:
+            at = now
+        else:
+            at = d.entries[0].received_at + self.max_age
+            if ready == len(d.entries):  # none still being staged
+                at = min(at, now if d.urgent else d.last_at + self.idle)
+        return (ready, None) if at <= now else (0, at - now)
+
+    def _commit_loop(self) -> None:
+        failed_at_stop: set[str] = set()  # when stopping, a datastore whose commit fails stays spooled
         while True:
             with self._cond:
-                due, wake = self._due(time.monotonic())
-                if self._stopping:
-                    due = [ds for ds in due if ds not in attempted_at_stop]
-                    if not due:
+                now = time.monotonic()
+                due: list[tuple[str, int]] = []
+                wake: float | None = None
+                for ds, d in self._datastores.items():
+                    count, later = self._ready(d, now)
+                    if count and not (self._stopping and ds in failed_at_stop):
+                        due.append((ds, count))
+                    elif later is not None:
+                        wake = later if wake is None else min(wake, later)
+                if not due:
+                    dispatcher = self._dispatcher
+                    if self._stopping and (dispatcher is None or not dispatcher.is_alive()):
                         return
-                    attempted_at_stop.update(due)
-                elif not due:
-                    self._cond.wait(wake if wake is not None else 5.0)
+                    self._cond.wait(min(wake, 1.0) if wake is not None else 1.0)
                     continue
-            for ds in due:
-                self._commit(ds)
+            for ds, count in due:
+                if not self._commit(ds, count) and self._stopping:
+                    failed_at_stop.add(ds)
 
-    def _commit(self, datastore_id: str) -> None:
-        catalog = self.stores.catalog
+    def _commit(self, datastore_id: str, count: int) -> bool:
         with self._cond:
-            # Every row up to seen_last committed before we read (store() bumps last_id after
-            # its insert commits), so the read below sees all of them.
-            seen_last = self._queues[datastore_id].last_id
+            d = self._datastores[datastore_id]
+            batch = [d.entries[i] for i in range(count)]
+        staged = [e.staged for e in batch if e.staged is not None and not e.failed]
         try:
-            with catalog.read() as conn:
-                rows = conn.execute(sa.select(dimse_staged.c.id, dimse_staged.c.record)
-                                    .where(dimse_staged.c.datastore_id == datastore_id)
-                                    .order_by(dimse_staged.c.id).limit(self.max_batch)).all()
-            if rows:
-                staged = [json.loads(gzip.decompress(r.record)) for r in rows]
-                try:
-                    assemble(catalog, self.stores.blobs, datastore_id, staged)
-                except NotFound:
-                    if catalog.get_datastore(datastore_id) is not None:
-                        raise
-                    log.warning("datastore %s no longer exists: dropping %d queued DIMSE instance(s)",
-                                datastore_id, len(rows))
-                ids = [r.id for r in rows]
-                with catalog.write() as conn:
-                    for start in range(0, len(ids), 500):
-                        conn.execute(sa.delete(dimse_staged).where(dimse_staged.c.id.in_(ids[start:start + 500])))
-        except Exception:  # keep the rows; they are durable and retried (and replayed at start)
-            with self._cond:
-                q = self._queues[datastore_id]
-                first = q.failing_since is None
-                q.failing_since = time.monotonic()
-            if first:
-                log.exception("committing queued DIMSE instances of datastore %s failed; retrying",
-                              datastore_id)
-            return
-        full = len(rows) >= self.max_batch
-        upto = rows[-1].id if full else max(seen_last, rows[-1].id if rows else 0)
+            if staged:
+                assemble(self.stores.catalog, self.stores.blobs, datastore_id, staged)
+        except NotFound:
+            if self.stores.catalog.get_datastore(datastore_id) is not None:
+                self._failed(d, datastore_id)
+                return False
+            log.warning("datastore %s no longer exists: dropping %d received DIMSE instance(s)",
+                        datastore_id, len(staged))
+        except Exception:  # keep them: they are spooled, retried here and replayed at start
+            self._failed(d, datastore_id)
+            return False
+        finished: list[Segment] = []
         with self._cond:
-            q = self._queues[datastore_id]
-            q.failing_since = None
-            q.committed_id = max(q.committed_id, upto)
-            q.count = max(0, q.count - len(rows))
-            if not q.outstanding:
-                q.first_at, q.urgent, q.count = None, False, 0
+            for _ in batch:
+                d.entries.popleft()
+            d.failing_since = None
+            if not d.entries:
+                d.urgent = False
             self._cond.notify_all()
-        if rows:
-            log.debug("committed %d DIMSE instance(s) into datastore %s", len(rows), datastore_id)
+        for entry in batch:
+            if entry.segment.settle() and entry.segment not in finished:
+                finished.append(entry.segment)
+        for segment in finished:
+            segment.delete()
+        log.debug("committed %d DIMSE instance(s) into datastore %s", len(staged), datastore_id)
+        return True
+
+    def _failed(self, d: _Datastore, datastore_id: str) -> None:
+        with self._cond:
+            first = d.failing_since is None
+            d.failing_since = time.monotonic()
+        if first:
+            log.exception("committing received DIMSE instances of datastore %s failed; retrying", datastore_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 from tessel.lifecycle import datastores, deletion, imagesets
 from tessel.stores import Stores
@@ -13,11 +14,13 @@ log = logging.getLogger("tessel.lifecycle")
 STALE_AFTER = 300.0
 
 
-def maintain(stores: Stores, *, stale_after: float = STALE_AFTER, grace: float = deletion.GRACE) -> None:
+def maintain(stores: Stores, *, stale_after: float = STALE_AFTER, grace: float = deletion.GRACE,
+             receiving: Callable[[str], bool] | None = None) -> None:
     """Background upkeep (the server runs it at start and then every minute): finish or undo
-    transitions a stopped process left half-done, and delete the frames of deleted image sets."""
+    transitions a stopped process left half-done, and delete the frames of deleted image sets
+    (not while `receiving(datastore_id)`: see deletion.purge_frames)."""
     datastores.recover_datastores(stores, older_than=stale_after)
     released = imagesets.recover_image_sets(stores, older_than=stale_after)
     if released:
         log.warning("released %d image set(s) left LOCKED by an interrupted write", released)
-    deletion.purge_frames(stores, grace=grace)
+    deletion.purge_frames(stores, grace=grace, receiving=receiving)

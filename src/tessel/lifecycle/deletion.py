@@ -15,14 +15,14 @@ running or C-STORE instances waiting to be committed.
 from __future__ import annotations
 
 import time
-from typing import Iterable
+from typing import Callable, Iterable
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tessel.blobs import keys
 from tessel.catalog.models import JobStatus
-from tessel.catalog.sql.tables import dimse_staged, frame_deletions, frames, import_jobs
+from tessel.catalog.sql.tables import frame_deletions, frames, import_jobs
 from tessel.stores import Stores
 
 GRACE = 60.0  # seconds between DeleteImageSet and the deletion of its frames
@@ -40,15 +40,21 @@ def schedule(conn: Connection, datastore_id: str, frame_ids: Iterable[str], now:
                                                     "requested_at": now} for f in chunk])
 
 
-def purge_frames(stores: Stores, *, grace: float = GRACE, batch: int = 2000) -> int:
-    """Delete queued frames that no image set holds; returns how many blobs were deleted."""
+def purge_frames(stores: Stores, *, grace: float = GRACE, batch: int = 2000,
+                 receiving: Callable[[str], bool] | None = None) -> int:
+    """Delete queued frames that no image set holds; returns how many blobs were deleted.
+
+    `receiving(datastore_id)` says whether instances are on their way in outside import jobs
+    (the DIMSE server's received, not yet committed instances): their frames may be among these.
+    """
     cutoff = time.time() - grace
     with stores.catalog.read() as conn:
         queued = [(r.datastore_id, r.frame_id) for r in conn.execute(
             sa.select(frame_deletions.c.datastore_id, frame_deletions.c.frame_id)
             .where(frame_deletions.c.requested_at <= cutoff)
             .order_by(frame_deletions.c.requested_at).limit(batch))]
-        busy = {ds for ds in {ds for ds, _ in queued} if _storing(conn, ds)}
+        busy = {ds for ds in {ds for ds, _ in queued}
+                if _storing(conn, ds) or (receiving is not None and receiving(ds))}
         ready = [(ds, f) for ds, f in queued if ds not in busy]
         held = _held(conn, [f for _, f in ready])
     deleted = 0
@@ -72,10 +78,7 @@ def _storing(conn: Connection, datastore_id: str) -> bool:
     job = conn.execute(sa.select(import_jobs.c.id).where(
         import_jobs.c.datastore_id == datastore_id,
         import_jobs.c.status.in_([JobStatus.SUBMITTED.value, JobStatus.IN_PROGRESS.value])).limit(1)).first()
-    if job is not None:
-        return True
-    return conn.execute(sa.select(dimse_staged.c.id).where(
-        dimse_staged.c.datastore_id == datastore_id).limit(1)).first() is not None
+    return job is not None
 
 
 def _held(conn: Connection, frame_ids: list[str]) -> set[str]:

@@ -272,7 +272,7 @@ Index("ix_dicom_instances_sop", dicom_instances.c.datastore_id, dicom_instances.
 Index("ix_dicom_instances_series", dicom_instances.c.datastore_id, dicom_instances.c.study_instance_uid,
       dicom_instances.c.series_instance_uid, dicom_instances.c.instance_number)
 
-# -- DIMSE (dimse/peers.py, dimse/storing.py; migration 0005) --------------------------------------
+# -- DIMSE (dimse/peers.py; migration 0005) -----------------------------------------------------------
 
 dicom_peers = Table(
     "dicom_peers", metadata,
@@ -282,17 +282,3 @@ dicom_peers = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
-
-# C-STORE write-ahead queue: instances already staged (blobs written) and answered Success,
-# waiting to be committed into image-set versions in batches. Rows are deleted once committed.
-dimse_staged = Table(
-    "dimse_staged", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("datastore_id", ID, nullable=False),
-    Column("sop_instance_uid", UID, nullable=False),
-    Column("calling_ae_title", String(16), nullable=False),
-    Column("received_at", Float, nullable=False),
-    Column("record", LargeBinary, nullable=False),  # gzip JSON of the staged instance
-    sqlite_autoincrement=True,  # ids never reused: the committer compares them
-)
-Index("ix_dimse_staged_datastore", dimse_staged.c.datastore_id, dimse_staged.c.id)
