@@ -139,8 +139,13 @@ import_jobs = Table(
     Column("submitted_at", Float, nullable=False),
     Column("ended_at", Float),
     Column("import_configuration", Text),
+    # The process running the job and the end of its lease (migration 0006): servers sharing a
+    # catalog never run one job twice, and a dead runner's job is taken over when its lease ends.
+    Column("runner", String(256)),
+    Column("lease_expires_at", Float),
 )
 Index("ix_import_jobs_ds", import_jobs.c.datastore_id, import_jobs.c.submitted_at)
+Index("ix_import_jobs_status", import_jobs.c.status, import_jobs.c.submitted_at)
 
 import_job_files = Table(
     "import_job_files", metadata,
