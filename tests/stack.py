@@ -16,6 +16,7 @@ cluster); in-process catalog tests share one database that is emptied before eac
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import itertools
 import os
@@ -101,8 +102,10 @@ def _run_as(user: str | None, *argv: str) -> None:
         raise RuntimeError(f"{' '.join(argv[:2])} failed: {result.stderr or result.stdout}")
 
 
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[PostgresServer]:
+@contextlib.contextmanager
+def postgres_cluster(**settings: str) -> Iterator[PostgresServer]:
+    """Start a throwaway PostgreSQL cluster (stopped and deleted on exit); `settings` are extra
+    server settings (name=value), e.g. shared_buffers for benchmarks."""
     bindir = _pg_bin()
     # initdb and postgres refuse to run as root: run them as the `postgres` account Debian's package made.
     owner = "postgres" if os.geteuid() == 0 else None
@@ -111,11 +114,12 @@ def pg_server() -> Iterator[PostgresServer]:
         account = pwd.getpwnam(owner)
         os.chown(root, account.pw_uid, account.pw_gid)
     data, port = root / "data", _free_port()
+    values = {"listen_addresses": "127.0.0.1", "fsync": "off", "synchronous_commit": "off",
+              "full_page_writes": "off", "max_connections": "300", "shared_buffers": "64MB", **settings}
     try:
         _run_as(owner, str(bindir / "initdb"), "-D", str(data), "-U", "tessel", "--auth=trust", "-E", "UTF8",
                 "--locale=C", "--no-sync")
-        options = (f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
-                   "-c full_page_writes=off -c max_connections=300 -c shared_buffers=64MB")
+        options = f"-p {port} -k {root} " + " ".join(f"-c {k}={v}" for k, v in values.items())
         _run_as(owner, str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"),
                 "-w", "-t", "60", "start")
         yield PostgresServer(port=port, root=root)
@@ -123,6 +127,12 @@ def pg_server() -> Iterator[PostgresServer]:
         if (data / "postmaster.pid").exists():
             _run_as(owner, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    with postgres_cluster() as server:
+        yield server
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -20,7 +20,7 @@ from tessel.catalog.models import (Datastore, DatastoreId, DatastoreStatus, Fram
                                    LosslessStorageFormat)
 from tessel.catalog.sql import engine as sql_engine
 from tessel.catalog.sql.tables import (datastores, frames, image_set_versions, image_sets,
-                                       import_job_files, import_jobs, instances, tags)
+                                       import_job_files, import_jobs, instances, secrets, tags)
 
 
 def _datastore(row: Any) -> Datastore:
@@ -378,6 +378,23 @@ class Catalog:
                     query = query.where(import_job_files.c.status == only_from)
                 changed += c.execute(query.values(**values)).rowcount
         return changed
+
+    # -- shared secrets -----------------------------------------------------------------------
+
+    def secret(self, name: str, make: Callable[[], str]) -> str:
+        """The secret `name`, made with `make()` by whichever process asks first (all agree on one)."""
+        query = sa.select(secrets.c.value).where(secrets.c.name == name)
+        with self.read() as conn:
+            value = conn.execute(query).scalar()
+        if value is not None:
+            return str(value)
+        try:
+            with self.write() as conn:
+                conn.execute(sa.insert(secrets).values(name=name, value=make(), created_at=time.time()))
+        except sa.exc.IntegrityError:
+            pass  # another process made it first: use theirs
+        with self.read() as conn:
+            return str(conn.execute(query).scalar_one())
 
     # -- tags ---------------------------------------------------------------------------------
 

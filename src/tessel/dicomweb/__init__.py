@@ -25,7 +25,7 @@ EXPOSED_HEADERS = ["Content-Type", "Content-Length", "Content-Encoding", "Warnin
 
 def install(app: FastAPI, *, no_auth: bool = False) -> None:
     app.state.dicomweb_no_auth = no_auth
-    app.state.dicomweb_tokens = TokenSigner(app.state.stores.settings.data_dir)
+    app.state.dicomweb_tokens = TokenSigner(app.state.stores.catalog, app.state.stores.settings.data_dir)
     app.include_router(build_router())
 
 

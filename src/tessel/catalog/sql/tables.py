@@ -166,6 +166,14 @@ tags = Table(
     Column("value", String(256), nullable=False),
 )
 
+# Secrets every server of a deployment shares (migration 0006): the Bearer token signing key.
+secrets = Table(
+    "secrets", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
 access_keys = Table(
     "access_keys", metadata,
     Column("access_key_id", String(128), primary_key=True),

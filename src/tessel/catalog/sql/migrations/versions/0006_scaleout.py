@@ -1,4 +1,5 @@
-"""scale-out: import-job leases (one runner per job across servers); on PostgreSQL, TEXT and BIGINT columns
+"""scale-out: import-job leases (one runner per job across servers), shared secrets (the token
+signing key: every server must verify every token); on PostgreSQL, TEXT and BIGINT columns
 
 Revision ID: 0006
 Revises: 0005
@@ -18,6 +19,12 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('runner', sa.String(length=256), nullable=True))
         batch_op.add_column(sa.Column('lease_expires_at', sa.Float(), nullable=True))
     op.create_index('ix_import_jobs_status', 'import_jobs', ['status', 'submitted_at'], unique=False)
+    op.create_table('secrets',
+    sa.Column('name', sa.String(length=64), nullable=False),
+    sa.Column('value', sa.Text(), nullable=False),
+    sa.Column('created_at', sa.Float(), nullable=False),
+    sa.PrimaryKeyConstraint('name')
+    )
     bind = op.get_bind()
     if bind.dialect.name == 'postgresql':
         _widen_postgresql(bind)
@@ -39,6 +46,7 @@ def _widen_postgresql(bind: sa.engine.Connection) -> None:
 
 
 def downgrade() -> None:
+    op.drop_table('secrets')
     op.drop_index('ix_import_jobs_status', table_name='import_jobs')
     with op.batch_alter_table('import_jobs', schema=None) as batch_op:
         batch_op.drop_column('lease_expires_at')
