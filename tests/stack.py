@@ -154,7 +154,7 @@ def dask_cluster() -> Iterator[DaskCluster]:
 
     # Separate worker processes (nannies restart a killed one), as on a real cluster.
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address=None, memory_limit="3GiB", silence_logs=40)
+                           dashboard_address=":0", memory_limit="3GiB", silence_logs=40)
     try:
         yield DaskCluster(scheduler_address=str(cluster.scheduler_address), cluster=cluster)
     finally:

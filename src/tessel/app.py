@@ -88,7 +88,10 @@ class JobRunner:
 def create_app(settings: Settings, stores: Stores | None = None, *, no_auth: bool = False) -> FastAPI:
     stores = stores or open_stores(settings)
     # Primary image sets committed before the DICOM query index existed (migration 0004) get their rows.
-    query.backfill(stores.catalog, lambda key: documents.decode(stores.blobs.get(key)))
+    with stores.catalog.exclusive("start-up"):  # servers starting together take turns
+        query.backfill(stores.catalog, lambda key: documents.decode(stores.blobs.get(key)))
+        keys = KeyStore(stores.catalog)
+        administrator = bootstrap(keys, settings)
     runner = JobRunner(stores)
     dimse = DimseServer(stores, settings)
 
@@ -108,8 +111,8 @@ def create_app(settings: Settings, stores: Stores | None = None, *, no_auth: boo
     app.state.stores = stores
     app.state.jobs = runner
     app.state.dimse = dimse
-    app.state.keys = KeyStore(stores.catalog)
-    app.state.bootstrap = bootstrap(app.state.keys, settings)
+    app.state.keys = keys
+    app.state.bootstrap = administrator
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -22,7 +23,7 @@ from tests.stack import Stack
 CONTENDERS = 6  # per server and round
 ROUNDS = 3
 # Each round's winner writes its own attribute: a lost update would drop an earlier round's value.
-ATTRIBUTES = ("StudyDescription", "StudyID", "AccessionNumber")
+ATTRIBUTES = ("StudyDescription", "ReferringPhysicianName", "AdditionalPatientHistory")
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +31,10 @@ def pair(scaleout: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     env = server_env(TESSEL_ACCESS_KEY_ID=KEY_ID, TESSEL_SECRET_ACCESS_KEY=SECRET, **scaleout.env())
     root = tmp_path_factory.mktemp("pair")
     data_dirs = [root / "a" / "data", root / "b" / "data"]
-    procs = []
+    procs: list[tuple[Any, int]] = []
     try:
-        for data_dir in data_dirs:
-            procs.append(start_server(data_dir, env))
+        with ThreadPoolExecutor(2) as pool:  # started together: they race for the first migration too
+            procs.extend(pool.map(lambda d: start_server(d, env, timeout=180), data_dirs))
         clients = [make_client(f"http://127.0.0.1:{port}", KEY_ID, SECRET, max_pool_connections=CONTENDERS)
                    for _, port in procs]
         yield clients[0], clients[1], data_dirs

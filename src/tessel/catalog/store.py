@@ -8,6 +8,7 @@ write lock at BEGIN). Versions are created with a conditional UPDATE on
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import time
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -71,6 +72,23 @@ class Catalog:
         with self.engine.connect().execution_options(write=True) as conn:
             with conn.begin():
                 yield conn
+
+    @contextlib.contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """Run a block in one process at a time among all sharing this catalog (a PostgreSQL
+        advisory lock; on SQLite, one server owns the catalog and writers are serialised)."""
+        if self.engine.dialect.name != "postgresql":
+            yield
+            return
+        key = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql(f"SELECT pg_advisory_lock({key})")
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({key})")
+                conn.commit()
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:

@@ -43,9 +43,15 @@ def create_engine(url: str, *, pool_size: int | None = None) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True, pool_size=size, max_overflow=2 * size)
 
 
+# pg_advisory_xact_lock key of schema migrations: servers starting together migrate one at a time.
+MIGRATION_LOCK = 0x7E55E1_0001
+
+
 def migrate(engine: Engine) -> None:
     cfg = Config(_INI)
     with engine.connect().execution_options(write=True) as conn:
+        if conn.dialect.name == "postgresql":  # (SQLite: BEGIN IMMEDIATE already serialises writers)
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
         conn.commit()
