@@ -78,7 +78,7 @@ def generate(conn: Any, instances: int) -> None:
         'ACC' || lpad({STUDY}::text, 8, '0'), {DATE}, {TIME},
         CASE WHEN {HAS_DATE} THEN ({DATE}) || ({TIME}) || '.000000' END,
         {SERIES_UID}, 'CT', 'CHEST', i % 4 + 1, 1, 10
-        FROM generate_series(0, {series - 1}) AS i""")
+        FROM generate_series(0::bigint, {series - 1}) AS i""")
     run(f"""INSERT INTO dicom_studies (datastore_id, study_instance_uid, patient_id, patient_name,
         patient_name_words, patient_birth_date, patient_sex, study_date, study_time, accession_number, study_id,
         study_description, referring_physician_name, referring_physician_name_words, modalities_in_study,
@@ -92,17 +92,17 @@ def generate(conn: Any, instances: int) -> None:
         'ACC' || lpad(i::text, 8, '0'), CASE WHEN i % 2 = 0 THEN '1' ELSE i::text END, 'CT CHEST', NULL, NULL,
         '\\CT\\', '\\{CT}\\', 4, 40, {T0} + ((i * 2654435761) % {YEAR}),
         '{{"StudyInstanceUID": "1.2.826.0.1.' || i || '", "PatientName": "Patient^' || i || '"}}'
-        FROM generate_series(0, {studies - 1}) AS i""")
+        FROM generate_series(0::bigint, {studies - 1}) AS i""")
     run(f"""INSERT INTO dicom_series (image_set_id, series_instance_uid, datastore_id, study_instance_uid,
         version, modality, series_number, series_description, series_date, series_time, body_part_examined,
         number_of_instances, updated_at, attrs, study_attrs)
         SELECT md5('s' || i), {SERIES_UID}, '{DS}', {STUDY_UID}, 1, 'CT', i % 4 + 1,
         'AXIAL', NULL, NULL, 'CHEST', 10, {UPDATED},
         '{{"SeriesInstanceUID": "' || {SERIES_UID} || '", "Modality": "CT"}}', '{{}}'
-        FROM generate_series(0, {series - 1}) AS i""")
+        FROM generate_series(0::bigint, {series - 1}) AS i""")
     # instances j = 10 i + k: image set i, instance number k + 1, one frame each
     sop = f"{SERIES_UID} || '.' || j"
-    instance_rows = f"FROM (SELECT j, j / 10 AS i FROM generate_series(0, {instances - 1}) AS j) AS g"
+    instance_rows = f"FROM (SELECT j, j / 10 AS i FROM generate_series(0::bigint, {instances - 1}) AS j) AS g"
     run(f"""INSERT INTO dicom_instances (image_set_id, sop_instance_uid, datastore_id, study_instance_uid,
         series_instance_uid, sop_class_uid, instance_number, number_of_frames, stored_transfer_syntax_uid, pixel,
         digest, attrs, vrs)

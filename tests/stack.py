@@ -224,6 +224,11 @@ def truncate_all(url: str) -> None:
 def stack(request: pytest.FixtureRequest) -> Stack:
     if request.param == "embedded":
         return Stack("embedded")
+    for module, package in (("distributed", "dask[distributed]"), ("psycopg", "psycopg[binary]")):
+        try:
+            __import__(module)
+        except ImportError:
+            raise RuntimeError(f"the scale-out stack needs {package} (the `dist` extra): run `make dev`") from None
     return Stack("scaleout", pg=request.getfixturevalue("pg_server"), s3=request.getfixturevalue("s3_server"),
                  dask=request.getfixturevalue("dask_cluster"))
 

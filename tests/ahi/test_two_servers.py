@@ -31,15 +31,18 @@ def pair(scaleout: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     env = server_env(TESSEL_ACCESS_KEY_ID=KEY_ID, TESSEL_SECRET_ACCESS_KEY=SECRET, **scaleout.env())
     root = tmp_path_factory.mktemp("pair")
     data_dirs = [root / "a" / "data", root / "b" / "data"]
-    procs: list[tuple[Any, int]] = []
+    procs: list[tuple[Any, int, Path]] = []
     try:
         with ThreadPoolExecutor(2) as pool:  # started together: they race for the first migration too
-            procs.extend(pool.map(lambda d: start_server(d, env, timeout=180), data_dirs))
+            starts = [(pool.submit(start_server, d, env, timeout=180), d) for d in data_dirs]
+        procs.extend((*f.result(), d) for f, d in starts if f.exception() is None)
+        for f, _ in starts:
+            f.result()  # a server that did not start fails the fixture (after the other is stopped)
         clients = [make_client(f"http://127.0.0.1:{port}", KEY_ID, SECRET, max_pool_connections=CONTENDERS)
-                   for _, port in procs]
+                   for _, port, _ in procs]
         yield clients[0], clients[1], data_dirs
     finally:
-        errors = [stop_server(proc, data_dir)[1] for (proc, _), data_dir in zip(procs, data_dirs)]
+        errors = [stop_server(proc, data_dir)[1] for proc, _, data_dir in procs]
         for err in errors:
             assert "Traceback" not in err, err
 
