@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -45,12 +46,11 @@ def test_an_expired_lease_is_taken_over_and_its_old_holder_cannot_renew(stores: 
 def test_a_job_held_by_a_dead_process_of_this_host_is_taken_over_at_once(stores: Stores, job_id: str) -> None:
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True, check=True)
-    host, boot, _pid = jobs.RUNNER.split("/")
-    stale = f"{host}/{boot}/{dead.stdout.strip()}"
+    stale = f"{socket.gethostname()}/{jobs._boot_id()}/{dead.stdout.strip()}/0000"
     assert stores.catalog.claim_job(job_id, stale, 3600)
     lease = jobs._JobLease(stores, job_id)  # the holder's pid is gone: no need to wait an hour
     try:
-        assert stores.catalog.job_runner(job_id) == jobs.RUNNER
+        assert stores.catalog.job_runner(job_id) == lease.runner != stale
     finally:
         lease.release()
     assert stores.catalog.job_runner(job_id) is None

@@ -98,14 +98,10 @@ def _boot_id() -> str:
         return "-"
 
 
-# This process, as a job's runner: host and boot (a pid is only meaningful on them) and pid.
-RUNNER = f"{socket.gethostname()}/{_boot_id()}/{os.getpid()}"
-
-
 def _dead_here(runner: str) -> bool:
-    """Whether `runner` is a process of this host and boot that no longer exists."""
-    host, _, rest = runner.partition("/")
-    boot, _, pid = rest.partition("/")
+    """Whether `runner` (host/boot/pid/nonce) is a process of this host and boot that no longer
+    exists (a pid means something only on its host, and only until it reboots)."""
+    host, boot, pid = (runner.split("/") + ["", ""])[:3]
     if host != socket.gethostname() or boot != _boot_id() or not pid.isdigit():
         return False
     try:
@@ -123,10 +119,9 @@ class _JobLease:
     runner was on this host (its pid is gone), else when its lease runs out."""
 
     def __init__(self, stores: Stores, job_id: str, ttl: float = LEASE_SECONDS) -> None:
-        global RUNNER
-        if not RUNNER.endswith(f"/{os.getpid()}"):  # a forked child is a runner of its own
-            RUNNER = f"{socket.gethostname()}/{_boot_id()}/{os.getpid()}"
-        self.catalog, self.job_id, self.ttl, self.runner = stores.catalog, job_id, ttl, RUNNER
+        # host/boot/pid (as _dead_here reads it), then a nonce: two threads of one process are two runners
+        runner = f"{socket.gethostname()}/{_boot_id()}/{os.getpid()}/{secrets.token_hex(4)}"
+        self.catalog, self.job_id, self.ttl, self.runner = stores.catalog, job_id, ttl, runner
         if not self.catalog.claim_job(job_id, self.runner, ttl):
             holder = self.catalog.job_runner(job_id)
             if not (holder and _dead_here(holder) and self.catalog.claim_job(job_id, self.runner, ttl,
