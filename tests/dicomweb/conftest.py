@@ -63,6 +63,10 @@ class Server:
     proc: subprocess.Popen[bytes]
     env: dict[str, str] = field(default_factory=dict)  # the stack's TESSEL_* variables
 
+    @property
+    def catalog_url(self) -> str:
+        return self.env.get("TESSEL_CATALOG_URL") or f"sqlite:///{self.data_dir / 'catalog.sqlite'}"
+
     def dicomweb(self, datastore_id: str, auth: Any = "basic", **kwargs: Any) -> DICOMwebClient:
         session = requests.Session()
         if auth == "basic":
