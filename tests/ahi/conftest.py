@@ -77,7 +77,7 @@ def server_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def start_server(data_dir: Path, env: dict[str, str], timeout: float = 60) -> tuple[subprocess.Popen[bytes], int]:
+def start_server(data_dir: Path, env: dict[str, str], timeout: float = 180) -> tuple[subprocess.Popen[bytes], int]:
     """`tessel serve` in a subprocess; its output goes to data_dir/../serve.out and serve.err
     (files, not pipes: a full pipe would stall the server)."""
     port = free_port()

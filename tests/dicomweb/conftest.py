@@ -100,7 +100,7 @@ def server_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def start_server(data_dir: Path, *extra_args: str, timeout: float = 60,
+def start_server(data_dir: Path, *extra_args: str, timeout: float = 180,
                  env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     data_dir.parent.mkdir(parents=True, exist_ok=True)
