@@ -113,9 +113,10 @@ def stage_partition(config: WorkerConfig, job_id: str, options: StagingOptions,
 
 # -- the coordinator side -------------------------------------------------------------------------
 
-def partitions(files: Sequence[tuple[str, int]], *, max_files: int = PARTITION_FILES,
-               max_bytes: int = PARTITION_BYTES) -> list[list[str]]:
+def partitions(files: Sequence[tuple[str, int]], *, max_files: int | None = None,
+               max_bytes: int | None = None) -> list[list[str]]:
     """Consecutive runs of files, each at most max_files files and (unless one file) max_bytes."""
+    max_files, max_bytes = max_files or PARTITION_FILES, max_bytes or PARTITION_BYTES
     out: list[list[str]] = []
     current: list[str] = []
     size = 0
