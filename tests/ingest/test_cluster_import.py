@@ -61,7 +61,7 @@ def test_a_worker_killed_mid_import_loses_nothing_and_counts_each_file_once(
                 killed.append((pids[busy[0]], progress.files_done))
 
         summary = jobs.run_import_job(stores, job.id, progress=kill_a_busy_worker)
-        client.wait_for_workers(2, timeout=60)  # its nanny restarted it, for the tests after this one
+        client.wait_for_workers(2, timeout=300)  # its nanny restarts it, for the tests after this one
 
     assert killed, "no worker was busy while the job ran: nothing was killed"
     assert killed[0][1] < len(files)
