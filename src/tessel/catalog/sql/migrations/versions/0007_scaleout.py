@@ -1,14 +1,14 @@
 """scale-out: import-job leases (one runner per job across servers), shared secrets (the token
 signing key: every server must verify every token); on PostgreSQL, TEXT and BIGINT columns
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 """
 from alembic import op
 import sqlalchemy as sa
 
-revision = '0006'
-down_revision = '0005'
+revision = '0007'
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 
