@@ -17,8 +17,8 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PIP) install -q -e .
 	touch $@
 
-$(DEVSTAMP): pyproject.toml | $(PY)
-	$(PIP) install -q -e '.[dev]'
+$(DEVSTAMP): pyproject.toml Makefile | $(PY)
+	$(PIP) install -q -e '.[dev,dist]'
 	touch $(STAMP) $@
 
 install: $(STAMP)

@@ -10,7 +10,8 @@ import pytest
 from tessel.config import Settings
 from tessel.stores import Stores, open_stores
 
-pytest_plugins = ("tests.s3server",)  # the `s3_server` fixture (moto on a loopback port)
+# `s3_server` (moto on a loopback port); `stack`: the embedded default and PostgreSQL + S3 + Dask.
+pytest_plugins = ("tests.s3server", "tests.stack")
 
 
 @pytest.fixture

@@ -48,7 +48,9 @@ class DataDirLock:
 
 
 class JobRunner:
-    """Runs import jobs in the background, one at a time, each on the process pool."""
+    """Runs import jobs in the background, one at a time, each on the process pool or the Dask
+    cluster. Every server sharing a catalog runs one; a job's lease (ingest.jobs) makes sure
+    only one of them runs a given job, and another takes it over if that server dies."""
 
     def __init__(self, stores: Stores, dimse: DimseServer | None = None) -> None:
         self.stores = stores
@@ -86,7 +88,9 @@ class JobRunner:
                 try:
                     jobs.run_import_job(self.stores, job.id)
                 except Conflict:
-                    continue  # someone else (a CLI import) runs it
+                    continue  # another process (a CLI import, another server) runs it
+                except Unavailable as exc:  # the Dask scheduler is down: the job resumes next round
+                    log.warning("import job %s paused: %s", job.id, exc.message)
                 except Exception:  # a job failure is recorded on the job; keep serving
                     log.exception("import job %s failed", job.id)
             self._wake.wait(timeout=5)
@@ -96,7 +100,10 @@ class JobRunner:
 def create_app(settings: Settings, stores: Stores | None = None, *, no_auth: bool = False) -> FastAPI:
     stores = stores or open_stores(settings)
     # Primary image sets committed before the DICOM query index existed (migration 0004) get their rows.
-    query.backfill(stores.catalog, lambda key: documents.decode(stores.blobs.get(key)))
+    with stores.catalog.exclusive("start-up"):  # servers starting together take turns
+        query.backfill(stores.catalog, lambda key: documents.decode(stores.blobs.get(key)))
+        keys = KeyStore(stores.catalog)
+        administrator = bootstrap(keys, settings)
     dimse = DimseServer(stores, settings)
     runner = JobRunner(stores, dimse)
 
@@ -118,8 +125,8 @@ def create_app(settings: Settings, stores: Stores | None = None, *, no_auth: boo
     app.state.stores = stores
     app.state.jobs = runner
     app.state.dimse = dimse
-    app.state.keys = KeyStore(stores.catalog)
-    app.state.bootstrap = bootstrap(app.state.keys, settings)
+    app.state.keys = keys
+    app.state.bootstrap = administrator
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, Any]:
@@ -146,10 +153,14 @@ def serve(settings: Settings, *, no_auth: bool = False) -> None:
 
     import uvicorn
 
-    try:
-        lock = DataDirLock(settings.data_dir)
-    except OSError as exc:
-        raise Unavailable(f"data directory {settings.data_dir} is unusable: {exc}") from None
+    lock: DataDirLock | None = None
+    if settings.catalog_url is None:
+        # The embedded catalog is one SQLite file: one server per data directory. Servers on a
+        # shared catalog (PostgreSQL) and blob store keep no state of their own; any number run.
+        try:
+            lock = DataDirLock(settings.data_dir)
+        except OSError as exc:
+            raise Unavailable(f"data directory {settings.data_dir} is unusable: {exc}") from None
     try:
         # proto=IPPROTO_TCP: asyncio turns Nagle off (TCP_NODELAY) only on sockets that say TCP;
         # with proto 0 every response waited ~40 ms for the client's delayed ACK.
@@ -177,4 +188,5 @@ def serve(settings: Settings, *, no_auth: bool = False) -> None:
             print(f"administrator access key id: {key.access_key_id} ({key.source})", flush=True)
         server.run(sockets=[sock])
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()

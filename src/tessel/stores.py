@@ -20,6 +20,7 @@ class Stores:
 
 
 def open_stores(settings: Settings) -> Stores:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.catalog_url is None or settings.blob_url is None:  # the embedded stores live there
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
     return Stores(settings=settings, catalog=Catalog.open(settings.resolved_catalog_url),
                   blobs=open_blob_store(settings.resolved_blob_url, settings))

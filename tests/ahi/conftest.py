@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -20,6 +20,8 @@ import boto3
 import httpx
 import pytest
 from botocore.config import Config
+
+from tests.stack import Stack
 
 KEY_ID = "TSLTESTKEY0000000001"
 SECRET = "tessel-test-secret-0123456789abcdefghij"
@@ -41,6 +43,11 @@ class Server:
     proc: subprocess.Popen[bytes]
     key_id: str = KEY_ID
     secret: str = SECRET
+    env: dict[str, str] = field(default_factory=dict)  # the stack's TESSEL_* variables
+
+    @property
+    def catalog_url(self) -> str:
+        return self.env.get("TESSEL_CATALOG_URL") or f"sqlite:///{self.data_dir / 'catalog.sqlite'}"
 
     @property
     def imports(self) -> Path:
@@ -70,7 +77,7 @@ def server_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def start_server(data_dir: Path, env: dict[str, str], timeout: float = 60) -> tuple[subprocess.Popen[bytes], int]:
+def start_server(data_dir: Path, env: dict[str, str], timeout: float = 180) -> tuple[subprocess.Popen[bytes], int]:
     """`tessel serve` in a subprocess; its output goes to data_dir/../serve.out and serve.err
     (files, not pipes: a full pipe would stall the server)."""
     port = free_port()
@@ -105,11 +112,14 @@ def stop_server(proc: subprocess.Popen[bytes], data_dir: Path) -> tuple[str, str
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    data_dir = tmp_path_factory.mktemp("ahi") / "data"
-    proc, port = start_server(data_dir, server_env(TESSEL_ACCESS_KEY_ID=KEY_ID, TESSEL_SECRET_ACCESS_KEY=SECRET))
+def server(tmp_path_factory: pytest.TempPathFactory, stack: Stack) -> Iterator[Server]:
+    """One server per stack (tests/stack.py): every test using it runs on both."""
+    data_dir = tmp_path_factory.mktemp(f"ahi-{stack.name}") / "data"
+    env = stack.env()
+    proc, port = start_server(data_dir, server_env(TESSEL_ACCESS_KEY_ID=KEY_ID, TESSEL_SECRET_ACCESS_KEY=SECRET,
+                                                   **env))
     try:
-        yield Server(url=f"http://127.0.0.1:{port}", port=port, data_dir=data_dir, proc=proc)
+        yield Server(url=f"http://127.0.0.1:{port}", port=port, data_dir=data_dir, proc=proc, env=env)
     finally:
         _, err = stop_server(proc, data_dir)
         # The catch-all logs unexpected failures; none may happen in a test run.

@@ -36,7 +36,7 @@ def assert_denied(response: httpx.Response, fragment: str = "") -> None:
 
 @pytest.fixture(scope="module")
 def keys(server: Server) -> Any:
-    catalog = Catalog.open(f"sqlite:///{server.data_dir / 'catalog.sqlite'}")
+    catalog = Catalog.open(server.catalog_url)
     yield KeyStore(catalog)
     catalog.close()
 

@@ -208,3 +208,44 @@ def test_malformed_s3_urls_are_invalid_input(url: str) -> None:
 def test_s3_urls_split_into_bucket_and_key() -> None:
     assert split_s3_uri("s3://my.bucket-1/a/b/") == ("my.bucket-1", "a/b/")
     assert split_s3_uri("s3://bucket") == ("bucket", "")
+
+
+def test_throttling_and_server_errors_are_retried_with_backoff_until_the_read_succeeds(
+        s3_server: S3Server, s3_bucket: str) -> None:
+    """A real client (tessel's retry settings) whose first answers are 503 SlowDown and 500."""
+    import time
+
+    from botocore.awsrequest import AWSResponse
+
+    store = S3BlobStore(s3_bucket, "retries", s3_client(s3_server.settings()))
+    store.put("k", b"payload")
+    attempts: list[float] = []
+    failures = [(503, b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"),
+                (500, b"<Error><Code>InternalError</Code><Message>We encountered an internal error.</Message>"
+                      b"</Error>")]
+
+    def flaky(request: Any, **kwargs: Any) -> AWSResponse | None:
+        attempts.append(time.monotonic())
+        if len(attempts) > len(failures):
+            return None  # send it for real
+        status, body = failures[len(attempts) - 1]
+        return AWSResponse(request.url, status, {"Content-Type": "application/xml"}, _Raw(body))
+
+    store.client.meta.events.register("before-send.s3.GetObject", flaky)
+    assert store.get("k") == b"payload"
+    assert len(attempts) == 3
+    assert attempts[2] > attempts[0]  # they were spaced out (standard mode: jittered exponential backoff)
+
+
+class _Raw:
+    """The raw stream an AWSResponse reads its body from."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def stream(self, **_kwargs: Any) -> Iterator[bytes]:
+        yield self.body
+
+    def read(self, *_args: Any) -> bytes:
+        body, self.body = self.body, b""
+        return body

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -25,6 +25,8 @@ from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 from dicomweb_client import DICOMwebClient
+
+from tests.stack import Stack
 
 KEY_ID = "TSLDICOMWEBTEST00001"
 SECRET = "tessel-dicomweb-secret-0123456789abcdef"
@@ -59,6 +61,11 @@ class Server:
     port: int
     data_dir: Path
     proc: subprocess.Popen[bytes]
+    env: dict[str, str] = field(default_factory=dict)  # the stack's TESSEL_* variables
+
+    @property
+    def catalog_url(self) -> str:
+        return self.env.get("TESSEL_CATALOG_URL") or f"sqlite:///{self.data_dir / 'catalog.sqlite'}"
 
     def dicomweb(self, datastore_id: str, auth: Any = "basic", **kwargs: Any) -> DICOMwebClient:
         session = requests.Session()
@@ -82,7 +89,7 @@ class Server:
 
     def token(self, *args: str) -> str:
         out = subprocess.run([sys.executable, "-m", "tessel.cli.main", "token", "create", "--data-dir",
-                              str(self.data_dir), *args], env=server_env(), capture_output=True, text=True,
+                              str(self.data_dir), *args], env=server_env(**self.env), capture_output=True, text=True,
                              check=True)
         return out.stdout.strip()
 
@@ -93,7 +100,7 @@ def server_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def start_server(data_dir: Path, *extra_args: str, timeout: float = 60,
+def start_server(data_dir: Path, *extra_args: str, timeout: float = 180,
                  env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     data_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -126,11 +133,13 @@ def stop_server(proc: subprocess.Popen[bytes], data_dir: Path) -> str:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    data_dir = tmp_path_factory.mktemp("dicomweb") / "data"
-    proc, port = start_server(data_dir)
+def server(tmp_path_factory: pytest.TempPathFactory, stack: Stack) -> Iterator[Server]:
+    """One server per stack (tests/stack.py): every test using it runs on both."""
+    data_dir = tmp_path_factory.mktemp(f"dicomweb-{stack.name}") / "data"
+    env = stack.env()
+    proc, port = start_server(data_dir, env=env)
     try:
-        yield Server(url=f"http://127.0.0.1:{port}", port=port, data_dir=data_dir, proc=proc)
+        yield Server(url=f"http://127.0.0.1:{port}", port=port, data_dir=data_dir, proc=proc, env=env)
     finally:
         err = stop_server(proc, data_dir)
         assert "Traceback" not in err, err  # unexpected failures are logged with one; none may happen

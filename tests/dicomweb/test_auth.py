@@ -22,7 +22,7 @@ from tests.factory import make_series
 
 @pytest.fixture(scope="module")
 def keys(server: Server) -> Iterator[KeyStore]:
-    catalog = Catalog.open(f"sqlite:///{server.data_dir / 'catalog.sqlite'}")
+    catalog = Catalog.open(server.catalog_url)
     yield KeyStore(catalog)
     catalog.close()
 
@@ -90,11 +90,16 @@ def test_a_wrong_sigv4_secret_is_refused(server: Server, datastore: str) -> None
     assert "signature" in response.json()["message"]
 
 
-def test_expired_and_foreign_tokens_are_refused(server: Server, datastore: str, tmp_path: Path) -> None:
-    expired = TokenSigner(server.data_dir).create(KEY_ID, 60, now=time.time() - 3600)
+def test_expired_and_foreign_tokens_are_refused(server: Server, datastore: str, keys: KeyStore,
+                                                tmp_path: Path) -> None:
+    expired = TokenSigner(keys.catalog).create(KEY_ID, 60, now=time.time() - 3600)
     response = refused(server.dicomweb(datastore, auth=f"bearer:{expired}"))
     assert response.status_code == 401 and "expired" in response.json()["message"]
-    foreign = TokenSigner(tmp_path).create(KEY_ID, 600)  # signed with another server's secret
+    other = Catalog.open(f"sqlite:///{tmp_path / 'other.sqlite'}")
+    try:
+        foreign = TokenSigner(other).create(KEY_ID, 600)  # signed with another deployment's secret
+    finally:
+        other.close()
     assert refused(server.dicomweb(datastore, auth=f"bearer:{foreign}")).status_code == 401
 
 

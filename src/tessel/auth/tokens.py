@@ -1,15 +1,14 @@
 """Bearer tokens for DICOMweb and the viewer: HS256 JWTs naming an access key, with an expiry.
 
-The signing secret is 32 random bytes in the data directory (`token-secret`,
-mode 0600), made by whichever of `tessel token create` and `tessel serve`
-needs it first. A token carries the key id (`sub`); it authenticates as that
+The signing secret is 32 random bytes in the catalog (table `secrets`), made by
+whichever of `tessel token create` and `tessel serve` needs it first, so every
+server of a deployment verifies the tokens any of them (or the CLI) issued. A token carries the key id (`sub`); it authenticates as that
 key for as long as the key is Active and the token has not expired, so
 disabling a key revokes its tokens.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import time
@@ -18,11 +17,13 @@ from pathlib import Path
 import jwt
 
 from tessel.auth.keys import KeyStatus, KeyStore, Principal
+from tessel.catalog import Catalog
 from tessel.errors import InvalidInput, Unauthenticated
 
 ALGORITHM = "HS256"
 ISSUER = "tessel"
-SECRET_FILE = "token-secret"
+SECRET_FILE = "token-secret"  # where versions before 0.2 kept it
+SECRET_NAME = "token-signing-key"
 MAX_TTL = 366 * 86400
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -42,32 +43,29 @@ def parse_ttl(text: str) -> int:
     return seconds
 
 
-def load_secret(data_dir: Path) -> bytes:
-    """The signing secret, created on first use (atomically: two processes agree on one)."""
-    path = data_dir / SECRET_FILE
-    try:
-        return bytes.fromhex(path.read_text().strip())
-    except FileNotFoundError:
-        pass
-    data_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return bytes.fromhex(path.read_text().strip())
-    with os.fdopen(fd, "w") as fp:
-        fp.write(secrets.token_hex(32))
-    return bytes.fromhex(path.read_text().strip())
+def load_secret(catalog: Catalog, data_dir: Path | None = None) -> bytes:
+    """The signing secret, kept in the catalog so that every server sharing it verifies every
+    token; made on first use. A secret an older version kept in the data directory is adopted."""
+
+    def make() -> str:
+        legacy = data_dir / SECRET_FILE if data_dir is not None else None
+        if legacy is not None and legacy.is_file():
+            return legacy.read_text().strip()
+        return secrets.token_hex(32)
+
+    return bytes.fromhex(catalog.secret(SECRET_NAME, make))
 
 
 class TokenSigner:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, catalog: Catalog, data_dir: Path | None = None) -> None:
+        self.catalog = catalog
         self.data_dir = data_dir
         self._secret: bytes | None = None
 
     @property
     def secret(self) -> bytes:
         if self._secret is None:
-            self._secret = load_secret(self.data_dir)
+            self._secret = load_secret(self.catalog, self.data_dir)
         return self._secret
 
     def create(self, access_key_id: str, ttl_seconds: int, *, now: float | None = None) -> str:

@@ -147,7 +147,9 @@ def search_image_sets(catalog: Catalog, datastore_id: str, criteria: SearchCrite
                     where.append(key < last if descending else key > last)
             else:
                 where.append(column.is_(None))
-                order = [image_sets.c.id.desc() if descending else image_sets.c.id]
+                # All NULL, so ordering by the column too changes nothing, but it names the index
+                # order (.., study_date_time, id): PostgreSQL does not treat IS NULL as an equality.
+                order = [column.desc(), image_sets.c.id.desc()] if descending else [column, image_sets.c.id]
                 if position is not None:
                     where.append(image_sets.c.id < position[1] if descending else image_sets.c.id > position[1])
             if deferred:

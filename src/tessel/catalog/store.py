@@ -8,7 +8,9 @@ write lock at BEGIN). Versions are created with a conditional UPDATE on
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterable, Iterator, Sequence
+import hashlib
+import time
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -19,7 +21,7 @@ from tessel.catalog.models import (Datastore, DatastoreId, DatastoreStatus, Fram
                                    LosslessStorageFormat)
 from tessel.catalog.sql import engine as sql_engine
 from tessel.catalog.sql.tables import (datastores, frames, image_set_versions, image_sets,
-                                       import_job_files, import_jobs, instances, tags)
+                                       import_job_files, import_jobs, instances, secrets, tags)
 
 
 def _datastore(row: Any) -> Datastore:
@@ -43,8 +45,11 @@ def _version(row: Any) -> ImageSetVersion:
     return ImageSetVersion(**values)
 
 
+_JOB_FIELDS = frozenset(ImportJob.__dataclass_fields__)
+
+
 def _job(row: Any) -> ImportJob:
-    values = dict(row._mapping)
+    values = {k: v for k, v in row._mapping.items() if k in _JOB_FIELDS}  # not the lease columns
     values["status"] = JobStatus(values["status"])
     return ImportJob(**values)
 
@@ -54,8 +59,8 @@ class Catalog:
         self.engine = engine
 
     @classmethod
-    def open(cls, url: str) -> "Catalog":
-        engine = sql_engine.create_engine(url)
+    def open(cls, url: str, *, pool_size: int | None = None) -> "Catalog":
+        engine = sql_engine.create_engine(url, pool_size=pool_size)
         sql_engine.migrate(engine)
         return cls(engine)
 
@@ -67,6 +72,23 @@ class Catalog:
         with self.engine.connect().execution_options(write=True) as conn:
             with conn.begin():
                 yield conn
+
+    @contextlib.contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """Run a block in one process at a time among all sharing this catalog (a PostgreSQL
+        advisory lock; on SQLite, one server owns the catalog and writers are serialised)."""
+        if self.engine.dialect.name != "postgresql":
+            yield
+            return
+        key = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql(f"SELECT pg_advisory_lock({key})")
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({key})")
+                conn.commit()
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
@@ -276,6 +298,45 @@ class Catalog:
             conn.execute(sa.update(import_jobs).where(import_jobs.c.id == job_id).values(
                 status=status.value, message=message, ended_at=ended_at))
 
+    # -- job leases: one runner per job across every process sharing the catalog ------------------
+
+    def now(self, conn: Connection) -> float:
+        """The database's clock (epoch seconds): leases compare times taken on one clock."""
+        if conn.dialect.name == "postgresql":
+            return float(conn.exec_driver_sql("SELECT extract(epoch FROM clock_timestamp())").scalar_one())
+        return time.time()
+
+    def claim_job(self, job_id: str, runner: str, ttl: float, *, take_over: str | None = None) -> bool:
+        """Make `runner` the job's runner for `ttl` seconds, if nobody else holds a live lease
+        (or the holder is `take_over`, known to be dead)."""
+        with self.write() as conn:
+            now = self.now(conn)
+            free = sa.or_(import_jobs.c.runner.is_(None), import_jobs.c.runner == runner,
+                          import_jobs.c.lease_expires_at < now)
+            if take_over is not None:
+                free = sa.or_(free, import_jobs.c.runner == take_over)
+            result = conn.execute(sa.update(import_jobs).where(import_jobs.c.id == job_id, free)
+                                  .values(runner=runner, lease_expires_at=now + ttl))
+            return bool(result.rowcount == 1)
+
+    def renew_job_lease(self, job_id: str, runner: str, ttl: float) -> bool:
+        """Extend the lease; False if `runner` lost it (another process took the job over)."""
+        with self.write() as conn:
+            result = conn.execute(sa.update(import_jobs).where(
+                import_jobs.c.id == job_id, import_jobs.c.runner == runner,
+            ).values(lease_expires_at=self.now(conn) + ttl))
+            return bool(result.rowcount == 1)
+
+    def release_job(self, job_id: str, runner: str) -> None:
+        with self.write() as conn:
+            conn.execute(sa.update(import_jobs).where(
+                import_jobs.c.id == job_id, import_jobs.c.runner == runner,
+            ).values(runner=None, lease_expires_at=None))
+
+    def job_runner(self, job_id: str) -> str | None:
+        with self.read() as conn:
+            return conn.execute(sa.select(import_jobs.c.runner).where(import_jobs.c.id == job_id)).scalar()
+
     def add_job_files(self, job_id: str, files: Iterable[tuple[str, int]]) -> None:
         rows = [{"job_id": job_id, "path": p, "status": "pending", "size": s} for p, s in files]
         with self.write() as conn:
@@ -300,6 +361,16 @@ class Catalog:
         with self.read() as conn:
             return list(conn.execute(query))
 
+    def pending_job_files(self, job_id: str, paths: Sequence[str]) -> set[str]:
+        """Which of `paths` are still pending."""
+        found: set[str] = set()
+        with self.read() as conn:
+            for chunk in _chunks(list(paths), 500):
+                found.update(r[0] for r in conn.execute(sa.select(import_job_files.c.path).where(
+                    import_job_files.c.job_id == job_id, import_job_files.c.status == "pending",
+                    import_job_files.c.path.in_(chunk))))
+        return found
+
     def job_file_counts(self, job_id: str) -> dict[str, tuple[int, int]]:
         """status -> (files, bytes)."""
         with self.read() as conn:
@@ -310,23 +381,48 @@ class Catalog:
             return {r[0]: (int(r[1]), int(r[2])) for r in rows}
 
     def update_job_files(self, job_id: str, updates: Sequence[dict[str, Any]],
-                         conn: Connection | None = None) -> None:
-        """Each update: path, status and optionally record, message, image_set_id."""
+                         conn: Connection | None = None, *, only_from: str | None = None) -> int:
+        """Each update: path, status and optionally record, message, image_set_id. With
+        `only_from`, a row changes only while it still has that status, so a file processed
+        twice (a task rerun after its worker died) is counted once. Returns rows changed."""
         # One compiled UPDATE per set of columns, run as executemany: building a statement
         # per row cost milliseconds each, which made the job's main process the bottleneck.
         by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for u in updates:
             columns = tuple(sorted(k for k in u if k != "path"))
             by_columns.setdefault(columns, []).append(
-                {"b_job_id": job_id, "b_path": u["path"], **{k: u[k] for k in columns}})
+                {"b_job_id": job_id, "b_path": u["path"], "b_from": only_from, **{k: u[k] for k in columns}})
+        changed = 0
         with contextlib.ExitStack() as stack:
             c = conn or stack.enter_context(self.write())
             for columns, rows in by_columns.items():
-                c.execute(sa.update(import_job_files).where(
+                query = sa.update(import_job_files).where(
                     import_job_files.c.job_id == sa.bindparam("b_job_id"),
-                    import_job_files.c.path == sa.bindparam("b_path"),
-                ).values({k: sa.bindparam(k) for k in columns}), rows)
+                    import_job_files.c.path == sa.bindparam("b_path"))
+                if only_from is not None:
+                    query = query.where(import_job_files.c.status == sa.bindparam("b_from"))
+                if len(rows) == 1:  # a single row's count is reliable on every driver
+                    changed += c.execute(query.values({k: sa.bindparam(k) for k in columns}), rows[0]).rowcount
+                else:
+                    changed += c.execute(query.values({k: sa.bindparam(k) for k in columns}), rows).rowcount
+        return changed
 
+    # -- shared secrets -----------------------------------------------------------------------
+
+    def secret(self, name: str, make: Callable[[], str]) -> str:
+        """The secret `name`, made with `make()` by whichever process asks first (all agree on one)."""
+        query = sa.select(secrets.c.value).where(secrets.c.name == name)
+        with self.read() as conn:
+            value = conn.execute(query).scalar()
+        if value is not None:
+            return str(value)
+        try:
+            with self.write() as conn:
+                conn.execute(sa.insert(secrets).values(name=name, value=make(), created_at=time.time()))
+        except sa.exc.IntegrityError:
+            pass  # another process made it first: use theirs
+        with self.read() as conn:
+            return str(conn.execute(query).scalar_one())
     # -- tags ---------------------------------------------------------------------------------
 
     def get_tags(self, resource_arn: str) -> dict[str, str]:

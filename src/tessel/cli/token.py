@@ -17,7 +17,8 @@ from tessel.errors import InvalidInput, NotFound
 def create_token(settings: Settings, key_id: str | None, ttl: str) -> str:
     """A token for `key_id` (default: the administrator key in use) valid for `ttl`."""
     seconds = parse_ttl(ttl)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.catalog_url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
     catalog = Catalog.open(settings.resolved_catalog_url)
     try:
         keys = KeyStore(catalog)
@@ -34,9 +35,9 @@ def create_token(settings: Settings, key_id: str | None, ttl: str) -> str:
             raise NotFound(f"access key {key_id} does not exist")
         if key.status != KeyStatus.ACTIVE:
             raise InvalidInput(f"access key {key_id} is disabled")
+        return TokenSigner(catalog, settings.data_dir).create(key_id, seconds)
     finally:
         catalog.close()
-    return TokenSigner(settings.data_dir).create(key_id, seconds)
 
 
 def cmd_token(args: argparse.Namespace, settings: Settings) -> int:

@@ -28,7 +28,7 @@ EXPOSED_HEADERS = ["Content-Type", "Content-Length", "Content-Encoding", "Warnin
 def install(app: FastAPI, *, no_auth: bool = False) -> None:
     settings = app.state.stores.settings
     app.state.dicomweb_no_auth = no_auth
-    app.state.dicomweb_tokens = TokenSigner(settings.data_dir)
+    app.state.dicomweb_tokens = TokenSigner(app.state.stores.catalog, settings.data_dir)
     instances.TRANSCODED.resize(settings.frame_cache_mb * 1024 * 1024)
     # STOW-RS stages parts here while the rest of the body is still arriving.
     app.state.dicomweb_stow_pool = ThreadPoolExecutor(max_workers=settings.resolved_workers,

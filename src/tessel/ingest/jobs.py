@@ -9,12 +9,14 @@ identical instance changes nothing.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import fcntl
 import gzip
 import json
+import logging
 import multiprocessing
 import os
 import secrets
+import socket
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +26,14 @@ from tessel.blobs import BlobStore, open_blob_store
 from tessel.blobs.s3 import S3Client, s3_client
 from tessel.catalog.models import DatastoreStatus, ImportJob, JobId, JobStatus
 from tessel.config import Settings
-from tessel.errors import Conflict, InvalidInput, NotFound, TesselError
+from tessel.errors import Conflict, InvalidInput, NotFound, TesselError, Unavailable
 from tessel.ingest.assemble import Placement, assemble
 from tessel.ingest.locations import parse_location
 from tessel.ingest.staging import StagingOptions, stage_file
 from tessel.lifecycle.datastores import get_datastore, lossless_syntax
 from tessel.stores import Stores
+
+log = logging.getLogger("tessel.jobs")
 
 DEFAULT_ROLE_ARN = "arn:aws:iam::000000000000:role/tessel-import"
 ASSEMBLY_CHUNK = 2000
@@ -86,21 +90,76 @@ def unfinished_jobs(stores: Stores) -> list[ImportJob]:
                                     newest_first=False)
 
 
-class _JobLock:
-    """One runner per job: an exclusive lock file in the data directory."""
+LEASE_SECONDS = 30.0  # a runner that stops renewing (killed, partitioned) loses its jobs after this
 
-    def __init__(self, data_dir: Path, job_id: str) -> None:
-        path = data_dir / "locks" / f"job-{job_id}.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self._fd)
-            raise Conflict(f"import job {job_id} is being run by another process") from None
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
+    except OSError:
+        return "-"
+
+
+def _dead_here(runner: str) -> bool:
+    """Whether `runner` (host/boot/pid/nonce) is a process of this host and boot that no longer
+    exists (a pid means something only on its host, and only until it reboots)."""
+    host, boot, pid = (runner.split("/") + ["", ""])[:3]
+    if host != socket.gethostname() or boot != _boot_id() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class _JobLease:
+    """One runner per job across every process sharing the catalog: a lease in the job's row,
+    renewed in the background. A job whose runner died is taken over at once when that
+    runner was on this host (its pid is gone), else when its lease runs out."""
+
+    def __init__(self, stores: Stores, job_id: str, ttl: float = LEASE_SECONDS) -> None:
+        # host/boot/pid (as _dead_here reads it), then a nonce: two threads of one process are two runners
+        runner = f"{socket.gethostname()}/{_boot_id()}/{os.getpid()}/{secrets.token_hex(4)}"
+        self.catalog, self.job_id, self.ttl, self.runner = stores.catalog, job_id, ttl, runner
+        if not self.catalog.claim_job(job_id, self.runner, ttl):
+            holder = self.catalog.job_runner(job_id)
+            if not (holder and _dead_here(holder) and self.catalog.claim_job(job_id, self.runner, ttl,
+                                                                             take_over=holder)):
+                raise Conflict(f"import job {job_id} is being run by another process ({holder})")
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name=f"tessel-lease-{job_id[:8]}", daemon=True)
+        self._thread.start()
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.ttl / 3):
+            try:
+                if not self.catalog.renew_job_lease(self.job_id, self.runner, self.ttl):
+                    self.lost.set()
+                    return
+            except Exception:  # the catalog is briefly unreachable: try again next round
+                log.warning("could not renew the lease of import job %s", self.job_id, exc_info=True)
+
+    def check(self) -> None:
+        if self.lost.is_set():
+            raise LeaseLost(f"import job {self.job_id} was taken over by another process")
 
     def release(self) -> None:
-        os.close(self._fd)
+        self._stop.set()
+        self._thread.join()
+        if not self.lost.is_set():
+            self.catalog.release_job(self.job_id, self.runner)
+
+
+class LeaseLost(Conflict):
+    """This process stopped renewing a job's lease in time and another took the job over."""
+
+
+class ClusterUnavailable(Unavailable):
+    """The Dask scheduler cannot be reached: the job stays IN_PROGRESS and resumes later."""
 
 
 def run_import_job(stores: Stores, job_id: str, *,
@@ -108,21 +167,25 @@ def run_import_job(stores: Stores, job_id: str, *,
     job = stores.catalog.job_by_id(job_id)
     if job is None:
         raise NotFound(f"import job {job_id} does not exist")
-    lock = _JobLock(stores.settings.data_dir, job_id)
+    lease = _JobLease(stores, job_id)
     try:
         stores.catalog.set_job_status(job.id, JobStatus.IN_PROGRESS)
         try:
-            summary = _run(stores, job, progress)
+            summary = _run(stores, job, progress, lease)
+        except (ClusterUnavailable, LeaseLost):
+            raise  # not the job's fault: it stays IN_PROGRESS and resumes
         except TesselError as exc:
             stores.catalog.set_job_status(job.id, JobStatus.FAILED, message=exc.message, ended_at=time.time())
             raise
+        lease.check()
         stores.catalog.set_job_status(job.id, JobStatus.COMPLETED, ended_at=time.time())
         return summary
     finally:
-        lock.release()
+        lease.release()
 
 
-def _run(stores: Stores, job: ImportJob, progress: Callable[[JobProgress], None] | None) -> JobSummary:
+def _run(stores: Stores, job: ImportJob, progress: Callable[[JobProgress], None] | None,
+         lease: _JobLease) -> JobSummary:
     source = parse_location(job.input_uri, stores.settings)
     if not source.exists():
         raise InvalidInput(f"input {job.input_uri} does not exist")
@@ -131,12 +194,67 @@ def _run(stores: Stores, job: ImportJob, progress: Callable[[JobProgress], None]
     ds = get_datastore(stores, job.datastore_id)
     options = StagingOptions(datastore_id=ds.id, lossless_format=lossless_syntax(ds.lossless_storage_format),
                              frame_threads=stores.settings.resolved_workers)
-    _stage_pending(stores, job, options, progress)
-    _assemble_staged(stores, job)
+    if stores.settings.dask_scheduler:
+        from tessel.ingest import cluster
+
+        cluster.stage_pending(stores, job, options, _reporter(stores, job, progress), lease.check)
+    else:
+        _stage_pending(stores, job, options, _reporter(stores, job, progress), lease.check)
+    lease.check()
+    _assemble_staged(stores, job, lease.check)
     return _write_manifests(stores, job)
 
 
-# -- staging on a process pool --------------------------------------------------------------------
+def _reporter(stores: Stores, job: ImportJob,
+              progress: Callable[[JobProgress], None] | None) -> Callable[[], None]:
+    """Report the job's progress as its rows in the catalog show it."""
+
+    def report() -> None:
+        if progress is None:
+            return
+        counts = stores.catalog.job_file_counts(job.id)
+        total_files = sum(n for n, _ in counts.values())
+        total_bytes = sum(b for _, b in counts.values())
+        pending_files, pending_bytes = counts.get("pending", (0, 0))
+        progress(JobProgress(total_files, total_files - pending_files, counts.get("failed", (0, 0))[0],
+                             total_bytes, total_bytes - pending_bytes))
+
+    return report
+
+
+# -- staging one file (a worker of the local pool or of a Dask cluster) ---------------------------
+
+def stage_one(path: str, blobs: BlobStore, source_client: Callable[[], S3Client],
+              options: StagingOptions) -> dict[str, Any]:
+    """Stage one file; the job_files update that records the outcome (staged record or failure)."""
+    try:
+        if path.startswith("s3://"):
+            from tessel.ingest.s3 import stage_object
+
+            staged = stage_object(path, source_client(), blobs, options)
+        else:
+            staged = stage_file(path, blobs, options)
+        return {"path": path, "status": "staged", "record": gzip.compress(json.dumps(staged).encode(), 3)}
+    except (InvalidInput, NotFound) as exc:  # NotFound: deleted between the scan and its staging
+        return failure(path, "ValidationException", exc.message)
+    except RecursionError:
+        return failure(path, "ValidationException", "data set nesting is too deep to parse")
+    except MemoryError:
+        return failure(path, "ValidationException", "the file declares more data than can be processed")
+    except Exception as exc:  # one bad file must not stop the job: report it as a server error
+        return failure(path, "InternalServerException",
+                       f"unexpected {type(exc).__name__} while processing the file: {exc}")
+
+
+def failure(path: str, exception_type: str, message: str) -> dict[str, Any]:
+    return {"path": path, "status": "failed",
+            "message": json.dumps({"exceptionType": exception_type, "message": message})}
+
+
+CRASHED = "the file crashed the decoder; it was not stored"
+
+
+# -- staging on the local process pool ----------------------------------------------------------
 
 _worker_blobs: BlobStore | None = None
 _worker_settings: Settings | None = None
@@ -158,27 +276,9 @@ def _source_client() -> S3Client:
     return _worker_s3
 
 
-def _stage_task(path: str, options: StagingOptions) -> tuple[str, Any]:
+def _stage_task(path: str, options: StagingOptions) -> dict[str, Any]:
     assert _worker_blobs is not None
-    try:
-        if path.startswith("s3://"):
-            from tessel.ingest.s3 import stage_object
-
-            staged = stage_object(path, _source_client(), _worker_blobs, options)
-        else:
-            staged = stage_file(path, _worker_blobs, options)
-        return "staged", gzip.compress(json.dumps(staged).encode(), 3)
-    except (InvalidInput, NotFound) as exc:  # NotFound: deleted between the scan and its staging
-        return "failed", {"exceptionType": "ValidationException", "message": exc.message}
-    except RecursionError:
-        return "failed", {"exceptionType": "ValidationException",
-                          "message": "data set nesting is too deep to parse"}
-    except MemoryError:
-        return "failed", {"exceptionType": "ValidationException",
-                          "message": "the file declares more data than can be processed"}
-    except Exception as exc:  # one bad file must not stop the job: report it as a server error
-        return "failed", {"exceptionType": "InternalServerException",
-                          "message": f"unexpected {type(exc).__name__} while processing the file: {exc}"}
+    return stage_one(path, _worker_blobs, _source_client, options)
 
 
 def _pool(stores: Stores) -> cf.Executor:
@@ -193,20 +293,9 @@ def _pool(stores: Stores) -> cf.Executor:
                                   initargs=(stores.settings.resolved_blob_url, stores.settings))
 
 
-def _stage_pending(stores: Stores, job: ImportJob, options: StagingOptions,
-                   progress: Callable[[JobProgress], None] | None) -> None:
-    counts = stores.catalog.job_file_counts(job.id)
-    total_files = sum(n for n, _ in counts.values())
-    total_bytes = sum(b for _, b in counts.values())
-    done_files = total_files - counts.get("pending", (0, 0))[0]
-    done_bytes = total_bytes - counts.get("pending", (0, 0))[1]
-    failed = counts.get("failed", (0, 0))[0]
+def _stage_pending(stores: Stores, job: ImportJob, options: StagingOptions, report: Callable[[], None],
+                   check: Callable[[], None]) -> None:
     pending = [(r.path, r.size) for r in stores.catalog.job_files(job.id, "pending")]
-
-    def report() -> None:
-        if progress:
-            progress(JobProgress(total_files, done_files, failed, total_bytes, done_bytes))
-
     report()
     if not pending:
         return
@@ -216,7 +305,7 @@ def _stage_pending(stores: Stores, job: ImportJob, options: StagingOptions,
     last_flush = time.monotonic()
     while queue:
         executor = _pool(stores)
-        in_flight: dict[cf.Future[tuple[str, Any]], tuple[str, int]] = {}
+        in_flight: dict[cf.Future[dict[str, Any]], tuple[str, int]] = {}
         try:
             limit = stores.settings.resolved_workers * 4
             while queue or in_flight:
@@ -225,16 +314,10 @@ def _stage_pending(stores: Stores, job: ImportJob, options: StagingOptions,
                     in_flight[executor.submit(_stage_task, path, options)] = (path, size)
                 done, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
                 for future in done:
-                    path, size = in_flight.pop(future)
-                    status, payload = future.result()
-                    if status == "staged":
-                        updates.append({"path": path, "status": "staged", "record": payload})
-                    else:
-                        failed += 1
-                        updates.append({"path": path, "status": "failed", "message": json.dumps(payload)})
-                    done_files += 1
-                    done_bytes += size
+                    in_flight.pop(future)
+                    updates.append(future.result())
                 if updates and (time.monotonic() - last_flush > 0.5 or len(updates) >= 64 or not in_flight):
+                    check()
                     _record(stores, job, updates)
                     updates, last_flush = [], time.monotonic()
                     report()
@@ -244,12 +327,7 @@ def _stage_pending(stores: Stores, job: ImportJob, options: StagingOptions,
             for path, size in in_flight.values():
                 attempts[path] = attempts.get(path, 0) + 1
                 if attempts[path] >= 2:
-                    failed += 1
-                    done_files += 1
-                    done_bytes += size
-                    updates.append({"path": path, "status": "failed", "message": json.dumps(
-                        {"exceptionType": "ValidationException",
-                         "message": "the file crashed the decoder; it was not stored"})})
+                    updates.append(failure(path, "ValidationException", CRASHED))
                 else:
                     queue.append((path, size))
         finally:
@@ -263,13 +341,14 @@ def _record(stores: Stores, job: ImportJob, updates: list[dict[str, Any]]) -> No
     """Record staged and failed files; the blobs a staged file names are made durable first."""
     if any(u["status"] == "staged" for u in updates):
         stores.blobs.sync()
-    stores.catalog.update_job_files(job.id, updates)
+    stores.catalog.update_job_files(job.id, updates, only_from="pending")
 
 
 # -- assembly and manifests -----------------------------------------------------------------------
 
-def _assemble_staged(stores: Stores, job: ImportJob) -> None:
+def _assemble_staged(stores: Stores, job: ImportJob, check: Callable[[], None]) -> None:
     while True:
+        check()
         rows = stores.catalog.job_files(job.id, "staged", with_record=True, limit=ASSEMBLY_CHUNK)
         if not rows:
             return

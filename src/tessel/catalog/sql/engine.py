@@ -11,13 +11,17 @@ from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from tessel.catalog.sql import dialects  # noqa: F401  (PostgreSQL column types)
+
 _INI = os.path.join(os.path.dirname(__file__), "alembic.ini")
 
 
-def create_engine(url: str) -> Engine:
+def create_engine(url: str, *, pool_size: int | None = None) -> Engine:
+    """`pool_size`: connections kept open (default 8 on SQLite, 10 elsewhere); as many again on demand."""
     if url.startswith("sqlite"):
+        size = pool_size or 8
         engine = sa.create_engine(url, connect_args={"timeout": 60, "check_same_thread": False},
-                                  pool_size=8, max_overflow=16)
+                                  pool_size=size, max_overflow=2 * size)
 
         @event.listens_for(engine, "connect")
         def _connect(dbapi_conn: Any, _record: Any) -> None:
@@ -35,12 +39,19 @@ def create_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    size = pool_size or 10
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=size, max_overflow=2 * size)
+
+
+# pg_advisory_xact_lock key of schema migrations: servers starting together migrate one at a time.
+MIGRATION_LOCK = 0x7E55E1_0001
 
 
 def migrate(engine: Engine) -> None:
     cfg = Config(_INI)
     with engine.connect().execution_options(write=True) as conn:
+        if conn.dialect.name == "postgresql":  # (SQLite: BEGIN IMMEDIATE already serialises writers)
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
         conn.commit()

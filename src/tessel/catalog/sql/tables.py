@@ -153,8 +153,13 @@ import_jobs = Table(
     Column("ended_at", Float),
     Column("import_configuration", Text),
     Column("input_owner_account_id", String(12)),  # expected owner of an s3:// input bucket
+    # The process running the job and the end of its lease (migration 0007): servers sharing a
+    # catalog never run one job twice, and a dead runner's job is taken over when its lease ends.
+    Column("runner", String(256)),
+    Column("lease_expires_at", Float),
 )
 Index("ix_import_jobs_ds", import_jobs.c.datastore_id, import_jobs.c.submitted_at)
+Index("ix_import_jobs_status", import_jobs.c.status, import_jobs.c.submitted_at)
 
 import_job_files = Table(
     "import_job_files", metadata,
@@ -173,6 +178,14 @@ tags = Table(
     Column("resource_arn", String(512), primary_key=True),
     Column("key", String(128), primary_key=True),
     Column("value", String(256), nullable=False),
+)
+
+# Secrets every server of a deployment shares (migration 0007): the Bearer token signing key.
+secrets = Table(
+    "secrets", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
 )
 
 access_keys = Table(

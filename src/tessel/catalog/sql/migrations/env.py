@@ -2,6 +2,7 @@
 
 from alembic import context
 
+from tessel.catalog.sql import dialects  # noqa: F401  (TEXT and BIGINT on PostgreSQL)
 from tessel.catalog.sql.tables import metadata
 
 connection = context.config.attributes["connection"]
