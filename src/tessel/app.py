@@ -17,7 +17,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from tessel import __version__, ahi, dicomweb, documents
 from tessel.catalog import query
-from tessel.auth import KeyStore, bootstrap
+from tessel.auth import Access, KeyStore, bootstrap
 from tessel.config import Settings
 from tessel.dimse import DimseServer
 from tessel.errors import Conflict, Unavailable
@@ -86,7 +86,10 @@ def create_app(settings: Settings, stores: Stores | None = None, *, no_auth: boo
     # Primary image sets committed before the DICOM query index existed (migration 0004) get their rows.
     query.backfill(stores.catalog, lambda key: documents.decode(stores.blobs.get(key)))
     runner = JobRunner(stores)
-    dimse = DimseServer(stores, settings)
+    assert stores.crypto is not None
+    keys = KeyStore(stores.catalog, stores.crypto)
+    access = Access(stores.catalog, stores.settings)  # allowed(principal, action, resource), for every front end
+    dimse = DimseServer(stores, settings, keys=keys, authz=access)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -104,7 +107,8 @@ def create_app(settings: Settings, stores: Stores | None = None, *, no_auth: boo
     app.state.stores = stores
     app.state.jobs = runner
     app.state.dimse = dimse
-    app.state.keys = KeyStore(stores.catalog)
+    app.state.keys = keys
+    app.state.access = access
     app.state.bootstrap = bootstrap(app.state.keys, settings)
 
     @app.get("/healthz", include_in_schema=False)

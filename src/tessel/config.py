@@ -50,7 +50,9 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("dask_scheduler", "TESSEL_DASK_SCHEDULER", None, None,
                 "tcp://host:port of a Dask scheduler for import jobs (default: a local process pool)"),
     SettingSpec("master_key_file", "TESSEL_MASTER_KEY_FILE", None, None,
-                "file holding the master key that wraps each datastore's data keys"),
+                "file holding the master key that wraps each datastore's data keys (default: master.key in the data dir, generated on first use)"),
+    SettingSpec("encryption_at_rest", "TESSEL_ENCRYPTION_AT_REST", None, "on",
+                "on: blobs of new datastores are encrypted (AES-256-GCM); off: stored as they are"),
     SettingSpec("cors_origins", "TESSEL_CORS_ORIGINS", None, "*",
                 "comma-separated origins allowed to call the HTTP API from a browser"),
     SettingSpec("import_roots", "TESSEL_IMPORT_ROOTS", None, None,
@@ -82,6 +84,7 @@ class Settings:
     secret_access_key: Secret | None = None
     dask_scheduler: str | None = None
     master_key_file: Path | None = None
+    encryption_at_rest: bool = True
     cors_origins: tuple[str, ...] = ("*",)
     import_roots: tuple[Path, ...] = field(default_factory=tuple)
     host: str = "127.0.0.1"
@@ -100,6 +103,10 @@ class Settings:
     @property
     def resolved_blob_url(self) -> str:
         return self.blob_url or (self.data_dir / "blobs").resolve().as_uri()
+
+    @property
+    def resolved_master_key_file(self) -> Path:
+        return self.master_key_file or self.data_dir / "master.key"
 
     @property
     def resolved_workers(self) -> int:
@@ -123,6 +130,13 @@ def _convert(name: str, raw: str) -> Any:
         return Path(raw)
     if name in ("port", "dicom_port", "workers"):
         return int(raw)
+    if name == "encryption_at_rest":
+        value = raw.strip().lower()
+        if value not in ("on", "off", "true", "false", "1", "0", "yes", "no"):
+            from tessel.errors import InvalidInput
+
+            raise InvalidInput(f"TESSEL_ENCRYPTION_AT_REST is on or off, not {raw!r}")
+        return value in ("on", "true", "1", "yes")
     if name == "cors_origins":
         return tuple(o.strip() for o in raw.split(",") if o.strip())
     if name == "import_roots":

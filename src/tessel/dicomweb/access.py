@@ -1,8 +1,8 @@
-"""Who is calling DICOMweb, and may they: SigV4, HTTP Basic (key id + secret) or a Bearer token.
+"""Who is calling DICOMweb: SigV4, HTTP Basic (key id + secret) or a Bearer token.
 
 Anonymous requests are refused (401) unless the server runs with `--no-auth`.
-Permissions are the key's policy, checked against the AHI DICOMweb action
-names (`medical-imaging:SearchDICOMStudies`, ...) on the datastore's ARN.
+Permissions are the principal's policy, checked by `app.state.access` (tessel.auth.access)
+against the AHI DICOMweb action names (`medical-imaging:SearchDICOMStudies`, ...).
 """
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ from typing import Any
 
 from starlette.requests import Request
 
-from tessel.auth import KeyStore, Principal, authenticator, require
+from tessel.auth import KeyStore, Principal, authenticator
 from tessel.auth.sigv4 import ReceivedRequest, verify
 from tessel.auth.tokens import TokenSigner
-from tessel.config import Settings
 from tessel.errors import Unauthenticated
 
 ANONYMOUS = Principal("anonymous", "anonymous (--no-auth)", None, "none")
@@ -57,14 +56,3 @@ async def principal(request: Request, *, body: Any = b"") -> Principal:
                                    body=body)
         return verify(received, keys.get)
     raise Unauthenticated(f"the {scheme!r} authorization scheme is not accepted")
-
-
-def datastore_arn(settings: Settings, datastore_id: str) -> str:
-    return f"arn:aws:medical-imaging:{settings.region}:{settings.account_id}:datastore/{datastore_id}"
-
-
-def authorize(principal: Principal, settings: Settings, action: str, datastore_id: str) -> None:
-    """Forbidden (403) unless the key's policy allows `action` on the datastore."""
-    if principal is ANONYMOUS:
-        return
-    require(principal, f"medical-imaging:{action}", datastore_arn(settings, datastore_id))

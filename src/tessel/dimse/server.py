@@ -31,6 +31,8 @@ from pynetdicom.pdu_primitives import A_RELEASE
 from pynetdicom.sop_class import StorageCommitmentPushModel, Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
+from tessel.auth import Access, KeyStatus, KeyStore, Principal, Resource
+from tessel.auth.access import ImageSetScope, visible_studies
 from tessel.codecs.syntaxes import LOSSLESS_FORMATS
 from tessel.config import Settings
 from tessel.dicom.syntaxes import SYNTAXES as READABLE_SYNTAXES
@@ -82,6 +84,7 @@ class Session:
 
     grant: Grant
     address: str
+    principal: Principal
     datastore_id: str | None = None
     datastore_resolved: bool = False
     stored: int = 0
@@ -89,11 +92,16 @@ class Session:
 
 
 class DimseServer:
-    def __init__(self, stores: Stores, settings: Settings | None = None, *, queue: StoreQueue | None = None) -> None:
+    def __init__(self, stores: Stores, settings: Settings | None = None, *, queue: StoreQueue | None = None,
+                 keys: KeyStore | None = None, authz: Access | None = None) -> None:
         self.stores = stores
         self.settings = settings or stores.settings
         self.queue = queue or StoreQueue(stores)
         self.access = AccessFile(self.settings.data_dir)
+        # Callers mapped to an access key or policy are authorized like any other request.
+        assert keys is not None or stores.crypto is not None
+        self.keys = keys or KeyStore(stores.catalog, stores.crypto)  # type: ignore[arg-type]
+        self.authz = authz or Access(stores.catalog, self.settings)
         self.ae: AE | None = None
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -209,6 +217,28 @@ class DimseServer:
     def _allowed(self, session: Session | None, action: Action) -> bool:
         return session is not None and session.grant.allows(action)
 
+    def _principal(self, grant: Grant) -> Principal | None:
+        """Who a caller acts as: its mapped access key (None if that key is not Active), its
+        inline policy, or else an AE principal limited only by the access file's switches."""
+        name = f"AE {grant.calling_ae_title}"
+        if grant.access_key is not None:
+            key = self.keys.get(grant.access_key)
+            if key is None or key.status != KeyStatus.ACTIVE:
+                return None
+            return Principal(key.access_key_id, f"{key.name} (AE {grant.calling_ae_title})", key.policy, "dimse")
+        return Principal(f"ae:{grant.calling_ae_title}", name, grant.policy, "dimse")
+
+    def _scope(self, session: Session, action: str, datastore_id: str | None) -> ImageSetScope | None:
+        """The image sets this association may read for `action`; None: nothing (answered as
+        no match, so a refused datastore looks like an empty one)."""
+        if datastore_id is None:
+            return None
+        try:
+            return self.authz.authorize_within(session.principal, action, Resource(datastore_id),
+                                               source=session.address)
+        except NotFound:
+            return None
+
     @staticmethod
     def _refused(session: Session | None, action: Action) -> Dataset:
         who = session.grant.calling_ae_title if session else "this association"
@@ -228,8 +258,13 @@ class DimseServer:
                 log.info("DIMSE: rejected %s from %s: %s", calling, host, decision.reject.value)
                 _reject(assoc, 0x01, decision.reject.diagnostic)
                 return
+            principal = self._principal(decision.grant)
+            if principal is None:
+                log.info("DIMSE: rejected %s from %s: its access key is unknown or disabled", calling, host)
+                _reject(assoc, 0x01, Reject.CALLING_AE.diagnostic)
+                return
             with self._lock:
-                self._sessions[assoc] = Session(decision.grant, host)
+                self._sessions[assoc] = Session(decision.grant, host, principal)
             _withhold_services(assoc, decision.grant)
             _prefer_syntaxes(assoc)
         except Exception:  # fail closed: an association we could not vet is not accepted
@@ -275,6 +310,7 @@ class DimseServer:
         def work() -> Dataset | int:
             datastore_id = self._datastore(session, create=True)
             assert datastore_id is not None
+            self.authz.authorize(session.principal, "StoreDICOM", Resource(datastore_id), source=session.address)
             request = event.request
             stored = self.queue.store(datastore_id, event.encoded_dataset(), session.grant.calling_ae_title,
                                       expect_sop_instance_uid=str(request.AffectedSOPInstanceUID))
@@ -304,15 +340,24 @@ class DimseServer:
 
         def results() -> Iterator[tuple[Any, Any]]:
             datastore_id = self._reading(session)
-            yield from find.find(self.stores, datastore_id, str(event.request.AffectedSOPClassUID),
-                                 event.identifier, self.ae_title, lambda: bool(event.is_cancelled))
+            identifier = event.identifier
+            level = str(identifier.get("QueryRetrieveLevel") or "").strip().upper()
+            action = {"SERIES": "SearchDICOMSeries", "IMAGE": "SearchDICOMInstances"}.get(level, "SearchDICOMStudies")
+            scope = self._scope(session, action, datastore_id)
+            visible = visible_studies(scope, self.stores.catalog, datastore_id) if scope and datastore_id else None
+            yield from find.find(self.stores, datastore_id if scope is not None else None,
+                                 str(event.request.AffectedSOPClassUID), identifier, self.ae_title,
+                                 lambda: bool(event.is_cancelled), visible_studies=visible)
 
         yield from guarded(Service.FIND, results())
 
     def _targets(self, event: Any, session: Session) -> tuple[str | None, list[retrieve.Target]]:
         datastore_id = self._reading(session)
-        return datastore_id, retrieve.targets(self.stores, datastore_id, str(event.request.AffectedSOPClassUID),
-                                              event.identifier)
+        scope = self._scope(session, "GetDICOMInstance", datastore_id)
+        found = retrieve.targets(self.stores, datastore_id if scope is not None else None,
+                                 str(event.request.AffectedSOPClassUID), event.identifier,
+                                 visible=None if scope is None or scope.everything else scope.visible)
+        return datastore_id, found
 
     def _on_get(self, event: Any) -> Iterator[Any]:
         session = self._session(event.assoc)

@@ -29,7 +29,7 @@ from tessel.ingest.assemble import Placement, assemble
 from tessel.ingest.locations import parse_location
 from tessel.ingest.staging import StagingOptions, stage_file
 from tessel.lifecycle.datastores import get_datastore, lossless_syntax
-from tessel.stores import Stores
+from tessel.stores import Stores, open_worker_blobs
 
 DEFAULT_ROLE_ARN = "arn:aws:iam::000000000000:role/tessel-import"
 ASSEMBLY_CHUNK = 2000
@@ -144,7 +144,8 @@ def _worker_init(blob_url: str, settings: Settings | None = None) -> None:
     # Settings travel to the worker (S3 endpoint and credentials); clients cannot be pickled.
     global _worker_blobs, _worker_settings, _worker_s3
     _worker_settings, _worker_s3 = settings, None
-    _worker_blobs = open_blob_store(blob_url, settings)
+    # Blobs are encrypted with the datastore's data key: the worker reads it from the catalog.
+    _worker_blobs = open_worker_blobs(settings) if settings is not None else open_blob_store(blob_url)
 
 
 def _source_client() -> S3Client:

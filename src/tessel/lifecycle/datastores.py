@@ -7,7 +7,8 @@ import time
 
 from tessel.catalog.models import Datastore, DatastoreId, DatastoreStatus, LosslessStorageFormat
 from tessel.codecs import HTJ2K_LOSSLESS_RPCL, J2K_LOSSLESS
-from tessel.errors import Conflict, NotFound
+from tessel.crypto import datastore_key_name, key_name_from_arn
+from tessel.errors import Conflict, InvalidInput, NotFound
 from tessel.stores import Stores
 
 
@@ -26,6 +27,13 @@ def create_datastore(stores: Stores, name: str, *, client_token: str | None = No
                     name, lossless_storage_format, kms_key_arn):
                 raise Conflict(f"clientToken {client_token} was already used for a different datastore")
             return existing
+    if kms_key_arn is not None and stores.crypto is not None:
+        master = key_name_from_arn(kms_key_arn)
+        if not stores.crypto.keyring.has(master):
+            stores.crypto.keyring.refresh()
+        if not stores.crypto.keyring.has(master):
+            raise InvalidInput(f"kmsKeyArn {kms_key_arn} names master key {master!r}, which is not in the "
+                               f"keyring; create it first: tessel master-key create {master}")
     now = time.time()
     ds = Datastore(id=DatastoreId(secrets.token_hex(16)), name=name, status=DatastoreStatus.ACTIVE,
                    lossless_storage_format=lossless_storage_format, kms_key_arn=kms_key_arn,
@@ -33,6 +41,8 @@ def create_datastore(stores: Stores, name: str, *, client_token: str | None = No
                    created_at=now, updated_at=now)
     with stores.catalog.write() as conn:
         stores.catalog.insert_datastore(conn, ds)
+    if stores.crypto is not None:  # its data key, wrapped by the master key kmsKeyArn names
+        stores.crypto.secret(datastore_key_name(ds.id))
     return ds
 
 
