@@ -36,12 +36,17 @@ DICOMWEB_ACTIONS = ("GetDICOMInstance", "GetDICOMInstanceMetadata", "GetDICOMIns
                     "StoreDICOM", "StoreDICOMStudy")
 
 
+ACCOUNT_ACTIONS = ("ListDatastores", "CreateDatastore")  # act on no datastore (Resource "*")
+
+
 @functools.lru_cache(maxsize=1)
-def all_actions() -> tuple[str, ...]:
+def resource_actions() -> tuple[str, ...]:
+    """Every action that acts on a datastore or an image set: what makes a resource visible."""
     import botocore.session
 
     model = botocore.session.get_session().get_service_model(SERVICE)
-    return tuple(f"{SERVICE}:{name}" for name in (*model.operation_names, *DICOMWEB_ACTIONS))
+    return tuple(f"{SERVICE}:{name}" for name in (*model.operation_names, *DICOMWEB_ACTIONS)
+                 if name not in ACCOUNT_ACTIONS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,8 +225,8 @@ class Access:
         if resource.image_set_id is not None:
             values = self.resource_tags(resource)
             return any(self.decide(principal, a, resource, source=source, tag_values=values) == Decision.ALLOW
-                       for a in all_actions())
-        return any(not self.image_sets(principal, a, resource, source=source).nothing for a in all_actions())
+                       for a in resource_actions())
+        return any(not self.image_sets(principal, a, resource, source=source).nothing for a in resource_actions())
 
     def datastores(self, principal: Principal, datastore_ids: Iterable[str], *,
                    source: str | None = None) -> set[str]:

@@ -37,7 +37,7 @@ from tessel.codecs.syntaxes import LOSSLESS_FORMATS
 from tessel.config import Settings
 from tessel.dicom.syntaxes import SYNTAXES as READABLE_SYNTAXES
 from tessel.dimse import commitment, find, retrieve
-from tessel.dimse.access import AccessFile, Action, Grant
+from tessel.dimse.access import AccessFile, Action, Grant, Reject
 from tessel.dimse.datasets import commitment_request
 from tessel.dimse.peers import get_peer
 from tessel.dimse.status import (NOT_AUTHORIZED, SOP_CLASS_MISMATCH_WARNING, SUCCESS, IdentifierMismatch,
