@@ -17,8 +17,11 @@ from starlette.middleware.cors import CORSMiddleware
 
 from tessel import __version__, ahi, dicomweb, documents
 from tessel.catalog import query
+from tessel.audit import AuditLog
+from tessel.audit.http import AuditMiddleware
 from tessel.auth import Access, KeyStore, bootstrap
 from tessel.config import Settings
+from tessel.crypto import AUDIT_CHAIN
 from tessel.dimse import DimseServer
 from tessel.errors import Conflict, Unavailable
 from tessel.ingest import jobs
@@ -89,10 +92,12 @@ def create_app(settings: Settings, stores: Stores | None = None, *, no_auth: boo
     assert stores.crypto is not None
     keys = KeyStore(stores.catalog, stores.crypto)
     access = Access(stores.catalog, stores.settings)  # allowed(principal, action, resource), for every front end
-    dimse = DimseServer(stores, settings, keys=keys, authz=access)
+    audit = AuditLog(stores.catalog, stores.crypto.secret(AUDIT_CHAIN, always=True))  # every request, chained
+    dimse = DimseServer(stores, settings, keys=keys, authz=access, audit=audit)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        audit.start()
         runner.start()
         try:
             dimse.start()  # DIMSE on settings.dicom_port (already bound by serve())
@@ -102,6 +107,7 @@ def create_app(settings: Settings, stores: Stores | None = None, *, no_auth: boo
                 dimse.stop()
         finally:
             runner.stop()
+            audit.stop()  # after every front end: the last records are written before exit
 
     app = FastAPI(title="tessel", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.stores = stores
@@ -109,6 +115,7 @@ def create_app(settings: Settings, stores: Stores | None = None, *, no_auth: boo
     app.state.dimse = dimse
     app.state.keys = keys
     app.state.access = access
+    app.state.audit = audit
     app.state.bootstrap = bootstrap(app.state.keys, settings)
 
     @app.get("/healthz", include_in_schema=False)
@@ -126,6 +133,7 @@ def create_app(settings: Settings, stores: Stores | None = None, *, no_auth: boo
 
     dicomweb.install(app, no_auth=no_auth)  # /datastore/{datastoreId}/studies..., before the AHI catch-alls
     ahi.install(app)  # the AHI API sits on the root path
+    app.add_middleware(AuditMiddleware, audit=audit)  # inside CORS: preflights are not requests to audit
     app.add_middleware(CORSMiddleware, **dicomweb.cors_options(settings))  # browsers on other origins
     return app
 

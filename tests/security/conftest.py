@@ -65,6 +65,8 @@ class World:
     frames: dict[str, str] = field(default_factory=dict)      # series label -> frame id
     keys: dict[str, Key] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
+    # Every request the tests make: (interface, principal, action or None, status), for the audit check.
+    calls: list[tuple[str, str, str | None, int]] = field(default_factory=list)
 
     def tessel(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "tessel.cli.main", *args, "--data-dir", str(self.data_dir)],
@@ -72,12 +74,43 @@ class World:
 
     def ahi(self, key: Key | None = None, *, secret: str | None = None) -> Any:
         key = key or self.keys["admin"]
-        return boto3.client("medical-imaging", endpoint_url=self.url, region_name=REGION,
-                            aws_access_key_id=key.key_id, aws_secret_access_key=secret or key.secret,
-                            config=Config(inject_host_prefix=False, retries={"max_attempts": 1}))
+        client = boto3.client("medical-imaging", endpoint_url=self.url, region_name=REGION,
+                              aws_access_key_id=key.key_id, aws_secret_access_key=secret or key.secret,
+                              config=Config(inject_host_prefix=False, retries={"max_attempts": 1}))
+
+        def after_call(http_response: Any, model: Any, **_: Any) -> None:
+            self.calls.append(("ahi", key.key_id, f"medical-imaging:{model.name}", http_response.status_code))
+
+        client.meta.events.register("after-call.medical-imaging", after_call)
+        return client
 
     def http(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=60)
+        def on_response(response: httpx.Response) -> None:
+            self.calls.append((interface_of(response.request.url.path), http_principal(response), None,
+                               response.status_code))
+
+        return httpx.Client(base_url=self.url, timeout=60, event_hooks={"response": [on_response]})
+
+
+def interface_of(path: str) -> str:
+    parts = path.strip("/").split("/")
+    return "dicomweb" if len(parts) >= 3 and parts[2] in ("studies", "series", "instances") else "ahi"
+
+
+def http_principal(response: httpx.Response) -> str:
+    """Who the audit trail should name for a request: the key (also when its credentials fail)."""
+    import base64
+
+    import jwt
+
+    scheme, _, value = response.request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "basic":
+        return base64.b64decode(value).decode().partition(":")[0]
+    if scheme.lower() == "bearer":
+        if response.status_code == 401:
+            return "bearer-token"  # not authenticated: the token names no one the server trusts
+        return str(jwt.decode(value, options={"verify_signature": False})["sub"])
+    return "anonymous"
 
 
 def server_env(**extra: str) -> dict[str, str]:

@@ -33,6 +33,16 @@ VALID = ("admin", "reader", "one_datastore", "tagged")
 
 # -- helpers --------------------------------------------------------------------------------------
 
+@pytest.fixture(scope="module", autouse=True)
+def audit_window(world: World) -> int:
+    """The audit sequence number before the matrix's first request (set-up requests flushed first)."""
+    time.sleep(0.8)  # the server writes its audit queue every 0.25 s
+    world.calls.clear()
+    rows = [json.loads(line) for line in world.tessel("audit", "--json", "--newest-first", "--limit", "1")
+            .stdout.splitlines()]
+    return int(rows[0]["seq"]) if rows else 0
+
+
 
 def ahi_call(call: Callable[[], Any]) -> tuple[str, Any]:
     """("ok", result) or (error code, message)."""
@@ -228,11 +238,19 @@ def test_dicomweb_bad_credentials_and_expired_tokens_are_refused(world: World) -
 
 # -- DIMSE ----------------------------------------------------------------------------------------
 
-def associate(world: World, aet: str, *contexts: str) -> Any:
+def dimse_principal(world: World, aet: str) -> str:
+    mapped = {"READER": "reader", "ONEDS_A": "one_datastore", "ONEDS_B": "one_datastore"}
+    return world.keys[mapped[aet]].key_id if aet in mapped else f"ae:{aet}"
+
+
+def associate(world: World, aet: str, *contexts: str, **kwargs: Any) -> Any:
     ae = AE(ae_title=aet)
     for context in contexts:
         ae.add_requested_context(context)
-    return ae.associate("127.0.0.1", world.dicom_port, ae_title="TESSEL")
+    assoc = ae.associate("127.0.0.1", world.dicom_port, ae_title="TESSEL", **kwargs)
+    world.calls.append(("dimse", dimse_principal(world, aet), "dimse:A-ASSOCIATE",
+                        0 if assoc.is_established else 0x0124))
+    return assoc
 
 
 def c_find_studies(world: World, aet: str) -> set[str]:
@@ -249,33 +267,33 @@ def c_find_studies(world: World, aet: str) -> set[str]:
                 found.add(str(identifier.StudyInstanceUID))
     finally:
         assoc.release()
+    world.calls.append(("dimse", dimse_principal(world, aet), "dimse:C-FIND", 0))
     return found
 
 
 def c_get_count(world: World, aet: str, study: str) -> int:
     from pynetdicom import build_role, evt
 
-    ae = AE(ae_title=aet)
-    ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
-    ae.add_requested_context(CTImageStorage)
     received: list[str] = []
 
     def on_store(event: Any) -> int:
         received.append(str(event.dataset.SOPInstanceUID))
         return 0x0000
 
-    assoc = ae.associate("127.0.0.1", world.dicom_port, ae_title="TESSEL",
-                         ext_neg=[build_role(CTImageStorage, scp_role=True)],
-                         evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    assoc = associate(world, aet, StudyRootQueryRetrieveInformationModelGet, CTImageStorage,
+                      ext_neg=[build_role(CTImageStorage, scp_role=True)], evt_handlers=[(evt.EVT_C_STORE, on_store)])
     assert assoc.is_established
     query = Dataset()
     query.QueryRetrieveLevel = "STUDY"
     query.StudyInstanceUID = study
+    final = 0
     try:
         for status, _ in assoc.send_c_get(query, StudyRootQueryRetrieveInformationModelGet):
             assert status is not None
+            final = int(status.Status) if status.Status != 0xFF00 else final
     finally:
         assoc.release()
+    world.calls.append(("dimse", dimse_principal(world, aet), "dimse:C-GET", final))
     return len(received)
 
 
@@ -286,6 +304,7 @@ def c_store_status(world: World, aet: str) -> int:
         status = assoc.send_c_store(dcmread(world.files["a1_tagged"]))
     finally:
         assoc.release()
+    world.calls.append(("dimse", dimse_principal(world, aet), "dimse:C-STORE", int(status.Status)))
     return int(status.Status)
 
 
@@ -315,3 +334,66 @@ def test_principals_on_every_interface_are_the_keys_cli_made(world: World) -> No
     assert by_name["administrator"]["accessKeyId"] == ADMIN_ID and by_name["administrator"]["policy"] is None
     assert all("secret" not in json.dumps(k).lower() for k in listed)
 
+
+
+# -- the audit trail of everything above (runs last in this module) ---------------------------------------
+
+def test_the_audit_trail_records_every_call_of_the_matrix_and_detects_tampering(
+        world: World, audit_window: int, tmp_path: Any) -> None:
+    import collections
+    import shutil
+    import sqlite3
+
+    assert len(world.calls) > 40
+    time.sleep(0.8)
+    recorded = [json.loads(line) for line in world.tessel("audit", "--json").stdout.splitlines()]
+    recorded = [r for r in recorded if r["seq"] > audit_window]
+
+    def key(interface: str, principal: str, action: str | None, status: int) -> tuple[Any, ...]:
+        return (interface, principal, action if interface != "dicomweb" else None, status)
+
+    made = collections.Counter(key(*c) for c in world.calls)
+    seen = collections.Counter(key(r["interface"], r["principal"], r["action"], r["status"]) for r in recorded
+                               if r["interface"] != "dimse" or r["action"] != "dimse:C-ECHO")
+    assert seen == made, (made - seen, seen - made)
+    for r in recorded:
+        assert r["source"] == "127.0.0.1"
+        if r["status"] in (401, 403) or r["status"] == 0x0124:
+            assert r["outcome"] == "denied", r
+    # Denials answered "not found" are recorded as what they were: denied.
+    hidden = [r for r in recorded if r["status"] == 404 and r["outcome"] == "denied"]
+    assert {r["interface"] for r in hidden} == {"ahi", "dicomweb"}
+    assert {r["principal"] for r in hidden} <= {world.keys["one_datastore"].key_id, world.keys["tagged"].key_id}
+    frames = [r for r in recorded if r["action"] == "medical-imaging:GetImageFrame" and r["outcome"] == "allowed"]
+    assert frames and all(r["bytes_out"] > 0 and r["image_set_id"] for r in frames)
+    assert all(r.get("patient_id") == "MRN-9001" for r in frames)  # resolved from the image set
+    assert all("Quixote" not in json.dumps(r) for r in recorded)  # no PHI values but the patient's ID
+
+    # Tampering: on a copy of the catalog (the live server keeps appending), alter one record.
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    shutil.copy(world.data_dir / "master.key", copy / "master.key")
+    with sqlite3.connect(world.data_dir / "catalog.sqlite") as source, \
+            sqlite3.connect(copy / "catalog.sqlite") as target:
+        source.backup(target)
+    victim = recorded[len(recorded) // 2]["seq"]
+    verify = [sys_executable(), "-m", "tessel.cli.main", "audit", "verify", "--data-dir", str(copy)]
+    assert subprocess_run(verify).returncode == 0
+    with sqlite3.connect(copy / "catalog.sqlite") as db:
+        db.execute("UPDATE audit_records SET outcome = 'allowed', status = 200 WHERE seq = ?", (victim,))
+    broken = subprocess_run(verify)
+    assert broken.returncode == 1 and f"BROKEN at record {victim}:" in broken.stderr
+
+
+def sys_executable() -> str:
+    import sys
+
+    return sys.executable
+
+
+def subprocess_run(args: list[str]) -> Any:
+    import subprocess
+
+    from tests.security.conftest import server_env
+
+    return subprocess.run(args, capture_output=True, text=True, env=server_env())

@@ -23,6 +23,7 @@ from tessel.ahi import shapes
 from tessel.ahi.errors import error_response, new_request_id, response_for
 from tessel.ahi.protocol import Operation, operations, parse_request
 from tessel.ahi.validation import ValidationError
+from tessel.audit import Event, event_of
 from tessel.auth import ALL, Access, ImageSetScope, Principal, Resource, authenticate, source_address
 from tessel.catalog.models import DatastoreStatus, JobStatus, LosslessStorageFormat
 from tessel.catalog.search import search_image_sets as search_catalog
@@ -329,13 +330,13 @@ def _resource(settings: Settings, p: Params) -> Resource:
 
 
 def _authorize(access: Access, principal: Principal, op: Operation, p: Params, settings: Settings,
-               source: str | None) -> ImageSetScope:
+               source: str | None, event: Event | None) -> ImageSetScope:
     """One authorization per operation (two for a copy into an existing image set)."""
     action = f"medical-imaging:{op.name}"
     resource = _resource(settings, p)
     if op.name == "SearchImageSets":
-        return access.authorize_within(principal, action, resource, source=source)
-    access.authorize(principal, action, resource, source=source)
+        return access.authorize_within(principal, action, resource, source=source, event=event)
+    access.authorize(principal, action, resource, source=source, event=event)
     destination = (p.get("copyImageSetInformation") or {}).get("destinationImageSet")
     if op.name == "CopyImageSet" and destination:
         access.authorize(principal, action, Resource(p["datastoreId"], destination["imageSetId"]), source=source)
@@ -345,6 +346,9 @@ def _authorize(access: Access, principal: Principal, op: Operation, p: Params, s
 def _endpoint(op: Operation, function: Callable[[Context, Params], Any]) -> Callable[[Request], Any]:
     async def endpoint(request: Request) -> Response:
         request_id = new_request_id()
+        event = event_of(request)
+        if event is not None:
+            event.action = f"medical-imaging:{op.name}"  # also when authentication fails
         try:
             principal = await authenticate(request)
             raw_path = (request.scope.get("raw_path") or request.scope["path"].encode()).decode("latin-1")
@@ -356,7 +360,7 @@ def _endpoint(op: Operation, function: Callable[[Context, Params], Any]) -> Call
             jobs_runner = request.app.state.jobs
 
             def call() -> Any:  # authorization may read tags: it runs in the pool with the operation
-                scope = _authorize(access, principal, op, params, stores.settings, source)
+                scope = _authorize(access, principal, op, params, stores.settings, source, event)
                 return function(Context(stores, principal, jobs_runner, access, source, scope), params)
 
             result = await run_in_threadpool(call)

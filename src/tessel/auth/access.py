@@ -199,23 +199,35 @@ class Access:
         """allowed(principal, action, resource): the whole policy decision (explicit Deny wins)."""
         return self.decide(principal, action, resource, source=source) == Decision.ALLOW
 
-    def authorize(self, principal: Principal, action: str, resource: Resource, *, source: str | None = None) -> None:
+    def authorize(self, principal: Principal, action: str, resource: Resource, *, source: str | None = None,
+                  event: Any = None) -> None:
         """Return if allowed; else NotFound (as if absent) when the principal cannot see the resource
-        at all, Forbidden when it can."""
+        at all, Forbidden when it can. `event` (an audit Event) gets the principal, action,
+        resource and decision."""
+        if event is not None:
+            _describe(event, principal, action, resource)
         if self.allowed(principal, action, resource, source=source):
+            if event is not None:
+                event.outcome = "allowed"
             return
+        denial = (f"User: {principal.name} ({principal.access_key_id}) is not authorized to perform: "
+                  f"{_qualified(action)} on resource: {self.arns(resource)[0]}")
+        if event is not None:
+            event.outcome, event.detail = "denied", denial
         if resource.datastore_id is not None and not self.visible(principal, resource, source=source):
             raise missing(resource)
-        raise Forbidden(f"User: {principal.name} ({principal.access_key_id}) is not authorized to perform: "
-                        f"{_qualified(action)} on resource: {self.arns(resource)[0]}")
+        raise Forbidden(denial)
 
     def authorize_within(self, principal: Principal, action: str, resource: Resource, *,
-                         source: str | None = None) -> ImageSetScope:
+                         source: str | None = None, event: Any = None) -> ImageSetScope:
         """For an action over the image sets of a datastore (a search, a DICOMweb read by UIDs):
         the image sets it may cover; refused like `authorize` when that is none of them."""
         scope = self.image_sets(principal, action, resource, source=source)
         if scope.nothing:
-            self.authorize(principal, action, resource, source=source)  # raises
+            self.authorize(principal, action, resource, source=source, event=event)  # raises
+        elif event is not None:
+            _describe(event, principal, action, resource)
+            event.outcome = "allowed"
         return scope
 
     def visible(self, principal: Principal, resource: Resource, *, source: str | None = None) -> bool:
@@ -294,6 +306,15 @@ class Access:
             return visible
 
         return ImageSetScope(False, check)
+
+
+def _describe(event: Any, principal: Principal, action: str, resource: Resource) -> None:
+    event.set_principal(principal)
+    event.action = event.action or _qualified(action)  # DIMSE events keep their service's name
+    event.datastore_id = resource.datastore_id or event.datastore_id
+    event.image_set_id = resource.image_set_id or event.image_set_id
+    event.study_uid = resource.study_uid or event.study_uid
+    event.series_uid = resource.series_uid or event.series_uid
 
 
 def visible_studies(scope: ImageSetScope, catalog: Any, datastore_id: str) -> Callable[[list[str]], set[str]] | None:

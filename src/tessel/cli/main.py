@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from tessel.cli import ae as ae_cli
+from tessel.cli import audit as audit_cli
 from tessel.cli import keys as keys_cli
 from tessel.cli import token as token_cli
 from tessel.config import Settings, load_settings
@@ -56,6 +57,10 @@ def cmd_master_key(args: argparse.Namespace) -> int:
     return keys_cli.cmd_master_key(args, _settings(args))
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    return audit_cli.cmd_audit(args, _settings(args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tessel", description="Self-hosted medical imaging store.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -96,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     ae_cli.register(sub)
     token_cli.register(sub, common, cmd_token)
     keys_cli.register(sub, common, cmd_keys, cmd_master_key)
+    audit_cli.register(sub, common, cmd_audit)
     return parser
 
 

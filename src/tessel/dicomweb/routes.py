@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from tessel import codecs
+from tessel.audit import event_of
 from tessel.auth import ALL, Access, ImageSetScope, Resource, source_address
 from tessel.auth.access import visible_studies
 from tessel.dicomweb import access, multipart, qido, render, stow, wado
@@ -100,6 +101,9 @@ def _ctx(request: Request) -> Ctx:
 
 def _endpoint(action: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
+        event = event_of(request)
+        if event is not None:
+            event.action = f"medical-imaging:{action}"  # also when authentication fails
         try:
             ctx = _ctx(request)
             principal = await access.principal(request)
@@ -108,7 +112,7 @@ def _endpoint(action: str, handler: Handler) -> Callable[[Request], Awaitable[Re
             source = source_address(request)
 
             def call() -> Response:  # authorization may read tags: in the pool, with the handler
-                scope = checker.authorize_within(principal, action, resource, source=source)
+                scope = checker.authorize_within(principal, action, resource, source=source, event=event)
                 return handler(replace(ctx, scope=scope))
 
             return await run_in_threadpool(call)
@@ -301,6 +305,9 @@ async def _stow(request: Request) -> Response:
     body = multipart.SpooledBody()
     study = request.path_params.get("study")
     action = "StoreDICOMStudy" if study else "StoreDICOM"
+    event = event_of(request)
+    if event is not None:
+        event.action = f"medical-imaging:{action}"
     try:
         ctx = _ctx(request)
         checker: Access = request.app.state.access
@@ -309,13 +316,13 @@ async def _stow(request: Request) -> Response:
         signed = access.scheme_of(request) == "sigv4"
         if not signed:  # refuse unknown callers before reading what may be a gigabyte
             principal = await access.principal(request)
-            await run_in_threadpool(checker.authorize, principal, action, resource, source=source)
+            await run_in_threadpool(checker.authorize, principal, action, resource, source=source, event=event)
         await run_in_threadpool(get_datastore, ctx.stores, ctx.datastore_id)
         await body.fill(request.stream(), stow.MAX_BODY)
         buffer = body.buffer()
         if signed:
             principal = await access.principal(request, body=buffer)
-            await run_in_threadpool(checker.authorize, principal, action, resource, source=source)
+            await run_in_threadpool(checker.authorize, principal, action, resource, source=source, event=event)
         content_type = request.headers.get("content-type", "")
         status, payload = await run_in_threadpool(stow.store, ctx.stores, ctx.datastore_id, buffer, content_type,
                                                   study, ctx.base_url)

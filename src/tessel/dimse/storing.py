@@ -57,6 +57,8 @@ class Stored:
     sop_class_uid: str | None
     sop_instance_uid: str | None
     warnings: tuple[dict[str, Any], ...]
+    study_instance_uid: str | None = None  # for the audit trail
+    series_instance_uid: str | None = None
 
 
 @dataclass(slots=True)
@@ -142,7 +144,8 @@ class StoreQueue:
             if q.first_at is None:
                 q.first_at = now
             self._cond.notify_all()
-        return Stored(staged["sop_class_uid"], staged["sop_instance_uid"], tuple(staged["warnings"]))
+        return Stored(staged["sop_class_uid"], staged["sop_instance_uid"], tuple(staged["warnings"]),
+                      staged["study_instance_uid"], staged["series_instance_uid"])
 
     def flush(self, datastore_id: str | None = None, timeout: float = 60.0) -> bool:
         """Commit everything queued so far (for one datastore or all); False if not done in time."""

@@ -53,12 +53,14 @@ def upgrade() -> None:
     op.create_index('ix_audit_image_set', 'audit_records', ['image_set_id'], unique=False)
     op.create_index('ix_audit_patient', 'audit_records', ['patient_id'], unique=False)
     op.create_index('ix_audit_outcome', 'audit_records', ['outcome', 'time'], unique=False)
-    op.create_table('audit_head',
+    head = op.create_table('audit_head',
     sa.Column('id', sa.Integer(), autoincrement=False, nullable=False),
     sa.Column('seq', sa.BigInteger(), nullable=False),
     sa.Column('hash', sa.String(length=64), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
+    # The chain's one head row: before record 1 the chain "ends" at the genesis hash.
+    op.bulk_insert(head, [{'id': 1, 'seq': 0, 'hash': '0' * 64}])
 
 
 def downgrade() -> None:
