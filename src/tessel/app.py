@@ -20,6 +20,8 @@ from tessel.catalog import query
 from tessel.audit import AuditLog
 from tessel.audit.http import AuditMiddleware
 from tessel.auth import Access, KeyStore, bootstrap
+from tessel.auth.oidc import Bearer, oidc_from_settings
+from tessel.auth.tokens import TokenSigner
 from tessel.config import Settings
 from tessel.crypto import AUDIT_CHAIN
 from tessel.dimse import DimseServer
@@ -116,6 +118,7 @@ def create_app(settings: Settings, stores: Stores | None = None, *, no_auth: boo
     app.state.keys = keys
     app.state.access = access
     app.state.audit = audit
+    app.state.bearer = Bearer(TokenSigner(settings.data_dir), keys, oidc_from_settings(settings))
     app.state.bootstrap = bootstrap(app.state.keys, settings)
 
     @app.get("/healthz", include_in_schema=False)

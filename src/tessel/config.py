@@ -57,6 +57,14 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 "comma-separated origins allowed to call the HTTP API from a browser"),
     SettingSpec("import_roots", "TESSEL_IMPORT_ROOTS", None, None,
                 "colon-separated folders that file:// import sources and outputs must lie under"),
+    SettingSpec("oidc_issuer", "TESSEL_OIDC_ISSUER", None, None,
+                "OpenID Connect issuer whose Bearer tokens are accepted (DICOMweb, viewer); unset: none"),
+    SettingSpec("oidc_audience", "TESSEL_OIDC_AUDIENCE", None, None,
+                "the audience (aud) those tokens must name; unset: not checked"),
+    SettingSpec("oidc_jwks_url", "TESSEL_OIDC_JWKS_URL", None, None,
+                "the issuer's JWKS URL (default: jwks_uri of ISSUER/.well-known/openid-configuration)"),
+    SettingSpec("oidc_policy_file", "TESSEL_OIDC_POLICY_FILE", None, None,
+                "JSON file mapping a token claim's values to policies (docs/security.md)"),
     SettingSpec("host", "TESSEL_HOST", "--host", "127.0.0.1", "HTTP bind address"),
     SettingSpec("port", "TESSEL_PORT", "--port", "8080", "HTTP port"),
     SettingSpec("dicom_port", "TESSEL_DICOM_PORT", "--dicom-port", "11112", "DICOM (DIMSE) port"),
@@ -87,6 +95,10 @@ class Settings:
     encryption_at_rest: bool = True
     cors_origins: tuple[str, ...] = ("*",)
     import_roots: tuple[Path, ...] = field(default_factory=tuple)
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = None
+    oidc_policy_file: Path | None = None
     host: str = "127.0.0.1"
     port: int = 8080
     dicom_port: int = 11112
@@ -126,7 +138,7 @@ class Settings:
 
 def _convert(name: str, raw: str) -> Any:
     kind = {f.name: f.type for f in fields(Settings)}[name]
-    if name in ("data_dir", "master_key_file"):
+    if name in ("data_dir", "master_key_file", "oidc_policy_file"):
         return Path(raw)
     if name in ("port", "dicom_port", "workers"):
         return int(raw)

@@ -67,6 +67,7 @@ class World:
     files: dict[str, Path] = field(default_factory=dict)
     # Every request the tests make: (interface, principal, action or None, status), for the audit check.
     calls: list[tuple[str, str, str | None, int]] = field(default_factory=list)
+    provider: Any = None  # the OpenID Connect provider the server trusts (Provider)
 
     def tessel(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "tessel.cli.main", *args, "--data-dir", str(self.data_dir)],
@@ -198,16 +199,73 @@ def _build(world: World, tmp: Path) -> None:
     (world.data_dir / "dicom-access.json").write_text(json.dumps(access))
 
 
+class Provider:
+    """A stand-in OpenID Connect provider: an RSA key pair, its JWKS and discovery document on a
+    loopback port, and tokens signed with it."""
+
+    AUDIENCE = "tessel-tests"
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        import jwt
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key()))
+        jwk.update(kid="test-key-1", use="sig", alg="RS256")
+        port = free_port()
+        self.issuer = f"http://127.0.0.1:{port}"
+        documents = {"/.well-known/openid-configuration": {"issuer": self.issuer,
+                                                           "jwks_uri": f"{self.issuer}/jwks.json"},
+                     "/jwks.json": {"keys": [jwk]}}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                body = json.dumps(documents.get(self.path, {})).encode()
+                self.send_response(200 if self.path in documents else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                return
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def token(self, *, groups: list[str], sub: str = "user-1", ttl: int = 300, audience: str | None = None,
+              key: Any = None, kid: str = "test-key-1", issued: float | None = None) -> str:
+        import jwt
+
+        now = int(issued if issued is not None else time.time())
+        claims = {"iss": self.issuer, "sub": sub, "aud": audience or self.AUDIENCE, "iat": now, "exp": now + ttl,
+                  "groups": groups, "preferred_username": f"{sub}@hospital"}
+        return jwt.encode(claims, key or self.key, algorithm="RS256", headers={"kid": kid})
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+
 @pytest.fixture(scope="session")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     base = tmp_path_factory.mktemp("security")
     data_dir = base / "data"
     port, dicom_port = free_port(), free_port()
+    provider = Provider()
+    roles = base / "oidc-policies.json"
+    roles.write_text(json.dumps({"claim": "groups", "policies": {
+        "readers": policies("*")["reader"], "alpha-team": policies("*")["tagged"]}, "default": None}))
+    env = server_env(TESSEL_OIDC_ISSUER=provider.issuer, TESSEL_OIDC_AUDIENCE=Provider.AUDIENCE,
+                     TESSEL_OIDC_POLICY_FILE=str(roles))
     with open(base / "serve.out", "ab") as out, open(base / "serve.err", "ab") as err:
         proc = subprocess.Popen([sys.executable, "-m", "tessel.cli.main", "serve", "--data-dir", str(data_dir),
                                  "--port", str(port), "--dicom-port", str(dicom_port), "--workers", "1"],
-                                env=server_env(), stdout=out, stderr=err)
-    world = World(url=f"http://127.0.0.1:{port}", dicom_port=dicom_port, data_dir=data_dir, proc=proc)
+                                env=env, stdout=out, stderr=err)
+    world = World(url=f"http://127.0.0.1:{port}", dicom_port=dicom_port, data_dir=data_dir, proc=proc,
+                  provider=provider)
     try:
         deadline = time.monotonic() + 90
         while True:
@@ -224,6 +282,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         _build(world, base)
         yield world
     finally:
+        provider.stop()
         proc.terminate()
         try:
             proc.wait(timeout=30)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from tessel.auth import KeyStore, Principal, authenticator
+from tessel.auth.oidc import Bearer
 from tessel.auth.sigv4 import ReceivedRequest, verify
 from tessel.auth.tokens import TokenSigner
 from tessel.errors import Unauthenticated
@@ -43,8 +45,11 @@ async def principal(request: Request, *, body: Any = b"") -> Principal:
     keys: KeyStore = state.keys
     if scheme == "bearer":
         token = request.headers["authorization"][7:].strip()
-        signer: TokenSigner = state.dicomweb_tokens
-        return signer.principal(token, keys)
+        bearer: Bearer | None = getattr(state, "bearer", None)  # tessel's tokens and the OIDC issuer's
+        if bearer is None:
+            signer: TokenSigner = state.dicomweb_tokens
+            return signer.principal(token, keys)
+        return await run_in_threadpool(bearer.principal, token)  # may fetch the provider's JWKS
     if scheme == "basic":
         return await _basic(request)  # type: ignore[no-any-return]
     if scheme == "sigv4":
