@@ -27,6 +27,7 @@ from tessel.crypto import AUDIT_CHAIN
 from tessel.dimse import DimseServer
 from tessel.errors import Conflict, Unavailable
 from tessel.ingest import jobs
+from tessel.limits import RequestLimits
 from tessel.stores import Stores, open_stores
 
 log = logging.getLogger("tessel")
@@ -136,6 +137,7 @@ def create_app(settings: Settings, stores: Stores | None = None, *, no_auth: boo
 
     dicomweb.install(app, no_auth=no_auth)  # /datastore/{datastoreId}/studies..., before the AHI catch-alls
     ahi.install(app)  # the AHI API sits on the root path
+    app.add_middleware(RequestLimits)  # size, body read timeout (inside the audit: refusals are recorded)
     app.add_middleware(AuditMiddleware, audit=audit)  # inside CORS: preflights are not requests to audit
     app.add_middleware(CORSMiddleware, **dicomweb.cors_options(settings))  # browsers on other origins
     return app
@@ -164,7 +166,9 @@ def serve(settings: Settings, *, no_auth: bool = False) -> None:
             raise Unavailable(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
         app = create_app(settings)
         app.state.dimse.bind()  # a taken DICOM port fails here, with its one-line reason
-        config = uvicorn.Config(app, log_level="warning", access_log=False)
+        # No access log: request lines carry UIDs and query strings (PHI); the audit trail records requests.
+        config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_keep_alive=15,
+                                limit_concurrency=2000)
         server = uvicorn.Server(config)
         print(f"tessel {__version__} serving {settings.data_dir.resolve()} on "
               f"http://{settings.host}:{settings.port}", flush=True)

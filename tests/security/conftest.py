@@ -289,5 +289,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        err = (base / "serve.err").read_text()
+        err, out = (base / "serve.err").read_text(), (base / "serve.out").read_text()
         assert "Traceback" not in err, err
+        for text in (err, out):  # no PHI values in application logs
+            assert PATIENT_NAME not in text and "MRN-" not in text

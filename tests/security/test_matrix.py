@@ -333,6 +333,10 @@ def test_principals_on_every_interface_are_the_keys_cli_made(world: World) -> No
     assert by_name["disabled"]["status"] == "Disabled"
     assert by_name["administrator"]["accessKeyId"] == ADMIN_ID and by_name["administrator"]["policy"] is None
     assert all("secret" not in json.dumps(k).lower() for k in listed)
+    # Secrets are stored encrypted: no secret appears anywhere in the catalog's files.
+    stored = b"".join(p.read_bytes() for p in world.data_dir.glob("catalog.sqlite*"))
+    for key in world.keys.values():
+        assert key.secret.encode() not in stored, key.name
 
 
 

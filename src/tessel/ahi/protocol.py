@@ -8,7 +8,6 @@ functions receive plain Python values keyed by the model's member names.
 from __future__ import annotations
 
 import functools
-import json
 import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
@@ -19,6 +18,8 @@ from botocore import xform_name
 from botocore.model import OperationModel, ServiceModel, StructureShape
 
 from tessel.ahi.validation import ValidationError, check_required, convert, convert_scalar_text
+from tessel.errors import InvalidInput
+from tessel.limits import parse_json
 
 SERVICE = "medical-imaging"
 _LABEL = re.compile(r"\{([A-Za-z0-9_]+)\+?\}")
@@ -84,9 +85,9 @@ def _json_body(body: bytes, where: str) -> Any:
     if not body.strip():
         return None
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, ValueError):
-        raise ValidationError(where, f"the request body is not valid JSON (at '{where}')") from None
+        return parse_json(body, f"the request body (at '{where}')")
+    except InvalidInput as exc:
+        raise ValidationError(where, exc.message) from None
 
 
 def parse_request(op: Operation, *, raw_path: str, path_params: Mapping[str, str],

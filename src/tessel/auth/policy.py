@@ -22,13 +22,13 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import ipaddress
-import json
 import re
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Callable, Mapping, Sequence
 
 from tessel.errors import InvalidInput
+from tessel.limits import parse_json
 
 MAX_POLICY_BYTES = 64 * 1024
 _KNOWN_TOP = {"Version", "Id", "Statement"}
@@ -220,10 +220,7 @@ def parse_policy(document: Any) -> Policy:
     if isinstance(document, (str, bytes)):
         if len(document) > MAX_POLICY_BYTES:
             raise InvalidInput(f"a policy is at most {MAX_POLICY_BYTES // 1024} KiB")
-        try:
-            document = json.loads(document)
-        except ValueError as exc:
-            raise InvalidInput(f"the policy is not valid JSON: {exc}") from None
+        document = parse_json(document, "the policy")
     if not isinstance(document, dict):
         raise InvalidInput("a policy is a JSON object with a Statement list")
     unknown = set(document) - _KNOWN_TOP

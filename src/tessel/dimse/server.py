@@ -58,6 +58,8 @@ QUERY_SYNTAXES = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplic
 _UNCOMPRESSED = {ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian,
                  ExplicitVRBigEndian}
 RELEASE_FLUSH_SECONDS = 120.0
+MAX_ASSOCIATIONS = 64           # at once, in all
+MAX_ASSOCIATIONS_PER_HOST = 16  # at once, from one address: one busy or looping peer cannot take them all
 READ_FLUSH_SECONDS = 30.0
 
 
@@ -130,7 +132,7 @@ class DimseServer:
             return
         _configure_pynetdicom()
         ae = AE(ae_title=self.ae_title)
-        ae.maximum_associations = 64
+        ae.maximum_associations = MAX_ASSOCIATIONS
         ae.maximum_pdu_size = 0  # no limit: fewer, larger PDUs from senders that allow it
         ae.network_timeout = 120
         ae.dimse_timeout = 120
@@ -282,6 +284,17 @@ class DimseServer:
         event = Event(Interface.DIMSE.value, action="dimse:A-ASSOCIATE", principal=f"ae:{calling}"[:128],
                       principal_name="(not authenticated)", auth="dimse", source=host)
         try:
+            with self._lock:
+                from_host = sum(1 for session in self._sessions.values() if session.address == host)
+            if from_host >= MAX_ASSOCIATIONS_PER_HOST:
+                log.warning("DIMSE: rejected %s from %s: %d associations from that address already",
+                            calling, host, from_host)
+                assoc.acse.send_reject(0x02, 0x03, 0x02)  # transient, service provider: local limit exceeded
+                assoc.kill()
+                event.detail = f"association rejected: {from_host} associations from {host} already"
+                event.outcome = Outcome.DENIED.value
+                self._record(event, 0xA700, started)
+                return
             decision = self.access.policy().decide(calling, host)
             if decision.grant is None:
                 assert decision.reject is not None
