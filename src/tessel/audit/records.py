@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import json
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
 
@@ -72,7 +72,7 @@ FIELDS = tuple(f.name for f in fields(Event))  # the record's columns, in canoni
 
 
 def row_of(event: Event, seq: int) -> dict[str, Any]:
-    row = asdict(event)
+    row = {name: getattr(event, name) for name in FIELDS}  # (dataclasses.asdict deep-copies: 10x slower)
     row["time"] = round(float(row["time"]), 6)
     if row["duration_ms"] is not None:
         row["duration_ms"] = round(float(row["duration_ms"]), 3)
