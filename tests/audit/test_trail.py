@@ -131,3 +131,19 @@ def test_the_cli_verifies_exports_and_exits_non_zero_at_the_altered_record(store
     execute(stores, sa.update(audit_records).where(audit_records.c.seq == 5).values(bytes_out=1))
     broken = subprocess.run([*args, "verify", *data], capture_output=True, text=True)
     assert broken.returncode == 1 and "BROKEN at record 5" in broken.stderr
+
+
+def test_key_commands_are_audited_with_the_operating_system_user(stores: Stores, tmp_path: Any) -> None:
+    import json
+
+    data = ["--data-dir", str(stores.settings.data_dir)]
+    tessel = [sys.executable, "-m", "tessel.cli.main"]
+    made = subprocess.run([*tessel, "keys", "create", "robot", *data], capture_output=True, text=True, check=True)
+    key_id = dict(line.split("=", 1) for line in made.stdout.splitlines())["AWS_ACCESS_KEY_ID"]
+    subprocess.run([*tessel, "keys", "disable", key_id, *data], capture_output=True, check=True)
+    subprocess.run([*tessel, "master-key", "rotate", *data], capture_output=True, check=True)
+    out = subprocess.run([*tessel, "audit", "--json", "--interface", "cli", *data], capture_output=True, text=True)
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [r["action"] for r in rows] == ["tessel:keys.create", "tessel:keys.disable", "tessel:master-key.rotate"]
+    assert key_id in rows[0]["detail"] and rows[0]["principal"].startswith("os:")
+    assert subprocess.run([*tessel, "audit", "verify", *data], capture_output=True).returncode == 0

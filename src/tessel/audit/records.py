@@ -31,6 +31,7 @@ class Interface(StrEnum):
     DICOMWEB = "dicomweb"
     DIMSE = "dimse"
     VIEWER = "viewer"
+    CLI = "cli"  # administrative commands: tessel keys / master-key
 
 
 @dataclass(slots=True)

@@ -104,7 +104,7 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None],
     p.add_argument("--image-set", help="image set id")
     p.add_argument("--datastore", help="datastore id")
     p.add_argument("--study", help="Study Instance UID")
-    p.add_argument("--interface", choices=["ahi", "dicomweb", "dimse", "viewer"])
+    p.add_argument("--interface", choices=["ahi", "dicomweb", "dimse", "viewer", "cli"])
     p.add_argument("--action", help="e.g. medical-imaging:GetImageFrame, GetImageFrame or dimse:C-STORE")
     p.add_argument("--outcome", choices=["allowed", "denied", "invalid", "error"])
     p.add_argument("--since", help="from this time: 2026-03-01, 2026-03-01T12:00:00Z, epoch seconds, or 15m/2h/7d ago")

@@ -16,7 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tessel.audit import record_command
 from tessel.auth import KeyStatus, KeyStore, parse_policy
+from tessel.crypto import AUDIT_CHAIN
 from tessel.config import Settings
 from tessel.errors import InvalidInput, NotFound
 from tessel.stores import Stores, open_stores
@@ -32,6 +34,12 @@ def _policy_file(path: str) -> dict[str, Any]:
 
 def _when(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _audit(stores: Stores, action: str, detail: str) -> None:
+    """Key and master-key changes go into the audit trail, as requests do."""
+    assert stores.crypto is not None
+    record_command(stores.catalog, stores.crypto.secret(AUDIT_CHAIN, always=True), action, detail)
 
 
 def _with_keys(settings: Settings, work: Callable[[Stores, KeyStore], int]) -> int:
@@ -56,6 +64,8 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
         if command == "create":
             policy = _policy_file(args.policy) if args.policy else None
             key = keys.create(args.name, policy=policy)
+            kind = "administrator" if key.policy is None else f"{len(key.policy.statements)} statement(s)"
+            _audit(stores, "keys.create", f"access key {key.access_key_id} ({key.name}) created: {kind}")
             _print_secret(key.access_key_id, key.secret.reveal())
             return 0
         if command == "list":
@@ -82,17 +92,21 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         if command in ("disable", "enable"):
             keys.set_status(key_id, KeyStatus.DISABLED if command == "disable" else KeyStatus.ACTIVE)
+            _audit(stores, f"keys.{command}", f"access key {key_id} {command}d")
             print(f"access key {key_id} is now {'Disabled' if command == 'disable' else 'Active'} "
                   "(a running server applies it within 2 seconds)")
             return 0
         if command == "rotate":
             key = keys.rotate(key_id)
+            _audit(stores, "keys.rotate", f"access key {key_id} given a new secret")
             _print_secret(key.access_key_id, key.secret.reveal())
             return 0
         if command == "set-policy":
             if args.admin == bool(args.policy):
                 raise InvalidInput("give a policy FILE or --admin")
             keys.set_policy(key_id, None if args.admin else _policy_file(args.policy))
+            _audit(stores, "keys.set-policy", f"access key {key_id}: " + ("made administrator" if args.admin
+                                                                           else f"policy from {args.policy}"))
             print(f"access key {key_id}: policy replaced")
             return 0
         return 2  # pragma: no cover - argparse requires a subcommand
@@ -118,6 +132,7 @@ def cmd_master_key(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         if args.master_command == "create":
             version = ring.create_key(args.name)
+            _audit(stores, "master-key.create", f"master key {args.name} created (version {version})")
             print(f"master key {args.name} created (version {version}); use it with CreateDatastore "
                   f"kmsKeyArn=arn:aws:kms:{settings.region}:{settings.account_id}:key/{args.name}")
             return 0
@@ -127,6 +142,8 @@ def cmd_master_key(args: argparse.Namespace, settings: Settings) -> int:
         count = keys.rewrap(name)
         count += keys.rewrap(name)  # anything a running server wrapped meanwhile
         dropped = ring.drop_old_versions(name)
+        _audit(stores, "master-key.rotate", f"master key {name}: version {version}, {count} data key(s) re-wrapped, "
+               f"removed {', '.join(dropped) or '-'}")
         print(f"master key {name}: new version {version}; re-wrapped {count} data key(s); removed version(s) "
               f"{', '.join(dropped) or '-'}; no blob was rewritten")
         return 0
