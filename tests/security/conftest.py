@@ -247,6 +247,7 @@ class Provider:
 
     def stop(self) -> None:
         self.server.shutdown()
+        self.server.server_close()
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 import time
@@ -12,7 +13,8 @@ from botocore.exceptions import ClientError
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
-from tests.security.conftest import World
+from tests.factory import make_instance
+from tests.security.conftest import World, _store
 
 
 def test_an_oversized_request_is_refused_before_it_is_read(world: World) -> None:
@@ -93,3 +95,41 @@ def test_one_address_cannot_hold_every_dimse_association(world: World) -> None:
     assert again.is_established
     again.release()
 
+
+
+def test_an_altered_frame_on_disk_is_reported_not_served(world: World, tmp_path: Path) -> None:
+    hi = world.ahi()
+    ds = hi.create_datastore(datastoreName="tamper")["datastoreId"]
+    path = make_instance(tmp_path / "t.dcm", study="1.2.826.0.1.9100", series="1.2.826.0.1.9100.1", rows=32,
+                         columns=32)
+    _store(world, ds, [path])
+    (summary,) = hi.search_image_sets(datastoreId=ds)["imageSetsMetadataSummaries"]
+    image_set_id = summary["imageSetId"]
+    doc = json.loads(gzip.decompress(hi.get_image_set_metadata(datastoreId=ds, imageSetId=image_set_id)
+                                     ["imageSetMetadataBlob"].read()))
+    (series,) = doc["Study"]["Series"].values()
+    (node,) = series["Instances"].values()
+    frame_id = node["ImageFrames"][0]["ID"]
+    blob = next((world.data_dir / "blobs" / "ds" / ds / "frames").rglob(frame_id))
+    data = bytearray(blob.read_bytes())
+    data[-20] ^= 0x40
+    blob.write_bytes(bytes(data))
+    try:
+        hi.get_image_frame(datastoreId=ds, imageSetId=image_set_id, imageFrameInformation={"imageFrameId": frame_id})
+    except ClientError as exc:
+        assert exc.response["Error"]["Code"] == "InternalServerException"
+        assert f"{frame_id} failed its integrity check" in exc.response["Error"]["Message"]
+    else:
+        raise AssertionError("an altered frame was served")
+    sop = node["DICOM"]["SOPInstanceUID"]
+    with world.http() as http:
+        r = http.get(f"/datastore/{ds}/studies/1.2.826.0.1.9100/series/1.2.826.0.1.9100.1/instances/{sop}/frames/1",
+                     auth=(world.keys["admin"].key_id, world.keys["admin"].secret))
+    assert r.status_code == 500 and "failed its integrity check" in r.json()["message"]
+    time.sleep(0.8)
+    rows = [json.loads(line) for line in world.tessel("audit", "--json", "--image-set", image_set_id,
+                                                      "--outcome", "error").stdout.splitlines()]
+    assert rows and {r["action"] for r in rows} == {"medical-imaging:GetImageFrame"}  # (botocore may retry a 500)
+    rows = [json.loads(line) for line in world.tessel("audit", "--json", "--study", "1.2.826.0.1.9100",
+                                                      "--outcome", "error").stdout.splitlines()]
+    assert [r["action"] for r in rows] == ["medical-imaging:GetDICOMInstanceFrames"]

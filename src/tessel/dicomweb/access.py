@@ -12,7 +12,8 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from tessel.auth import KeyStore, Principal, authenticator
+from tessel.audit import event_of
+from tessel.auth import ALL, Access, ImageSetScope, KeyStore, Principal, Resource, authenticator, source_address
 from tessel.auth.oidc import Bearer
 from tessel.auth.sigv4 import ReceivedRequest, verify
 from tessel.auth.tokens import TokenSigner
@@ -61,3 +62,18 @@ async def principal(request: Request, *, body: Any = b"") -> Principal:
                                    body=body)
         return verify(received, keys.get)
     raise Unauthenticated(f"the {scheme!r} authorization scheme is not accepted")
+
+
+def authorize(request: Request, principal: Principal, action: str, datastore_id: str, *,
+              study_uid: str | None = None, series_uid: str | None = None, whole: bool = False) -> ImageSetScope:
+    """The one decision (app.state.access) for a request on a datastore, recorded in the request's
+    audit event: the image sets `action` may cover (reads); NotFound (as if absent) or Forbidden if
+    none. `whole`: the action needs the datastore itself (writes). Blocking (it may read tags):
+    call it from a worker thread (run_in_threadpool)."""
+    checker: Access = request.app.state.access
+    resource = Resource(datastore_id, study_uid=study_uid, series_uid=series_uid)
+    source, event = source_address(request), event_of(request)
+    if whole:
+        checker.authorize(principal, action, resource, source=source, event=event)
+        return ALL
+    return checker.authorize_within(principal, action, resource, source=source, event=event)

@@ -20,7 +20,7 @@ from starlette.responses import Response, StreamingResponse
 
 from tessel import codecs
 from tessel.audit import event_of
-from tessel.auth import ALL, Access, ImageSetScope, Resource, source_address
+from tessel.auth import ALL, ImageSetScope
 from tessel.auth.access import visible_studies
 from tessel.dicomweb import access, multipart, qido, render, stow, wado
 from tessel.dicomweb import json as dicom_json
@@ -107,12 +107,10 @@ def _endpoint(action: str, handler: Handler) -> Callable[[Request], Awaitable[Re
         try:
             ctx = _ctx(request)
             principal = await access.principal(request)
-            checker: Access = request.app.state.access
-            resource = Resource(ctx.datastore_id, study_uid=ctx.path.get("study"), series_uid=ctx.path.get("series"))
-            source = source_address(request)
 
             def call() -> Response:  # authorization may read tags: in the pool, with the handler
-                scope = checker.authorize_within(principal, action, resource, source=source, event=event)
+                scope = access.authorize(request, principal, action, ctx.datastore_id,
+                                         study_uid=ctx.path.get("study"), series_uid=ctx.path.get("series"))
                 return handler(replace(ctx, scope=scope))
 
             return await run_in_threadpool(call)
@@ -310,19 +308,18 @@ async def _stow(request: Request) -> Response:
         event.action = f"medical-imaging:{action}"
     try:
         ctx = _ctx(request)
-        checker: Access = request.app.state.access
-        resource = Resource(ctx.datastore_id, study_uid=study)
-        source = source_address(request)
         signed = access.scheme_of(request) == "sigv4"
         if not signed:  # refuse unknown callers before reading what may be a gigabyte
             principal = await access.principal(request)
-            await run_in_threadpool(checker.authorize, principal, action, resource, source=source, event=event)
+            await run_in_threadpool(access.authorize, request, principal, action, ctx.datastore_id, study_uid=study,
+                                    whole=True)
         await run_in_threadpool(get_datastore, ctx.stores, ctx.datastore_id)
         await body.fill(request.stream(), stow.MAX_BODY)
         buffer = body.buffer()
         if signed:
             principal = await access.principal(request, body=buffer)
-            await run_in_threadpool(checker.authorize, principal, action, resource, source=source, event=event)
+            await run_in_threadpool(access.authorize, request, principal, action, ctx.datastore_id, study_uid=study,
+                                    whole=True)
         content_type = request.headers.get("content-type", "")
         status, payload = await run_in_threadpool(stow.store, ctx.stores, ctx.datastore_id, buffer, content_type,
                                                   study, ctx.base_url)
