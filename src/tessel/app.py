@@ -164,7 +164,7 @@ def serve(settings: Settings, *, no_auth: bool = False) -> None:
             sock.bind((settings.host, settings.port))
         except OSError as exc:
             raise Unavailable(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
-        app = create_app(settings)
+        app = create_app(settings, no_auth=no_auth)
         app.state.dimse.bind()  # a taken DICOM port fails here, with its one-line reason
         # No access log: request lines carry UIDs and query strings (PHI); the audit trail records requests.
         config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_keep_alive=15,
