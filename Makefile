@@ -32,8 +32,10 @@ test: $(DEVSTAMP)
 demo: $(STAMP)
 	$(VENV)/bin/tessel demo --data-dir $(DATA_DIR)
 
+# tessel beside Orthanc (installed from Debian's packages); see benchmarks/README.md.
 bench: $(DEVSTAMP)
-	$(PY) benchmarks/ingest.py
+	bash scripts/orthanc-setup.sh
+	$(PY) -m benchmarks.compare $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build src/*.egg-info

@@ -7,6 +7,7 @@ import fcntl
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -15,7 +16,7 @@ from fastapi.responses import PlainTextResponse
 
 from starlette.middleware.cors import CORSMiddleware
 
-from tessel import __version__, ahi, dicomweb, documents
+from tessel import __version__, ahi, dicomweb, documents, lifecycle
 from tessel.catalog import query
 from tessel.audit import AuditLog
 from tessel.audit.http import AuditMiddleware
@@ -73,7 +74,14 @@ class JobRunner:
         self._thread.join(timeout=30)
 
     def _loop(self) -> None:
+        next_upkeep = 0.0
         while not self._stop.is_set():
+            if time.monotonic() >= next_upkeep:  # life-cycle upkeep: interrupted writes, deleted frames
+                next_upkeep = time.monotonic() + 60
+                try:
+                    lifecycle.maintain(self.stores)
+                except Exception:  # retried next minute; serving goes on
+                    log.exception("life-cycle upkeep failed")
             for job in jobs.unfinished_jobs(self.stores):
                 if self._stop.is_set():
                     return
@@ -102,6 +110,7 @@ def create_app(settings: Settings, stores: Stores | None = None, *, no_auth: boo
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         audit.start()
         runner.start()
+        app.state.ahi_access.start()  # lastAccessedAt, written in batches
         try:
             dimse.start()  # DIMSE on settings.dicom_port (already bound by serve())
             try:
@@ -109,6 +118,7 @@ def create_app(settings: Settings, stores: Stores | None = None, *, no_auth: boo
             finally:
                 dimse.stop()
         finally:
+            app.state.ahi_access.stop()
             runner.stop()
             audit.stop()  # after every front end: the last records are written before exit
 

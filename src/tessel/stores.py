@@ -57,7 +57,7 @@ def _key_every_datastore(stores: Stores, keys: DataKeys) -> None:
     keyed = keys.names()
     for ds in stores.catalog.list_datastores(limit=100_000):
         name = datastore_key_name(ds.id)
-        if name not in keyed:
+        if name not in keyed and ds.status.value != "DELETED":
             inner = stores.blobs.inner if isinstance(stores.blobs, EncryptedBlobStore) else stores.blobs
             legacy = next(iter(inner.list(f"ds/{ds.id}/")), None) is not None
             keys.secret(name, plain=legacy)

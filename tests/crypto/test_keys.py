@@ -83,3 +83,23 @@ def test_concurrent_creation_agrees_on_one_data_key(stores: Stores) -> None:
     other = DataKeys(stores.catalog, stores.crypto.keyring)
     first = stores.crypto.secret("datastore/shared")
     assert other.secret("datastore/shared") == first
+
+
+def test_deleting_a_datastore_destroys_its_data_key(stores: Stores) -> None:
+    from tessel.crypto import datastore_key_name
+    from tessel.lifecycle.datastores import delete_datastore
+
+    assert stores.crypto is not None
+    ds = create_datastore(stores, "short-lived")
+    key = f"ds/{ds.id}/bulk/00/00/0001"
+    stores.blobs.put(key, b"to be forgotten")
+    copy = stores.blobs.inner.get(key)  # type: ignore[attr-defined]  # a backup someone kept
+    delete_datastore(stores, ds.id)
+    assert datastore_key_name(ds.id) not in stores.crypto.names()
+    stores.blobs.inner.put(key, copy)  # type: ignore[attr-defined]  # restored from that backup
+    fresh = open_stores(stores.settings)
+    try:
+        with pytest.raises(Corrupted):  # unreadable: the key that could open it is gone
+            fresh.blobs.get(key)
+    finally:
+        fresh.close()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -104,6 +104,14 @@ class DataKeys:
         if found is None:
             raise Unavailable(f"data key {name} could not be created")
         return found
+
+    def forget(self, conn: Any, name: str) -> None:
+        """Delete a data key (in the caller's transaction): whatever it encrypted, anywhere (a
+        backup, a versioned bucket), can no longer be read."""
+        conn.execute(sa.delete(data_keys).where(data_keys.c.name == name))
+        with self._lock:
+            self._cache.pop(name, None)
+            self._aeads.pop(name, None)
 
     def names(self) -> set[str]:
         with self.catalog.read() as conn:
