@@ -133,7 +133,7 @@ class Bearer:
         try:
             issuer = str(jwt.decode(token, options={"verify_signature": False}).get("iss", "")).rstrip("/")
         except jwt.InvalidTokenError:
-            raise Unauthenticated("the bearer token is not a JWT") from None
+            raise Unauthenticated("the bearer token is invalid (not a signed JWT)") from None
         if issuer == TESSEL_ISSUER:
             return self.signer.principal(token, self.keys)
         if self.oidc is not None and issuer == self.oidc.issuer:
