@@ -36,8 +36,8 @@ def data_keys(settings: Settings, catalog: Catalog) -> DataKeys:
                     encrypt_new=settings.encryption_at_rest, master_for=master_for)
 
 
-def encrypted_blobs(settings: Settings, keys: DataKeys) -> BlobStore:
-    return EncryptedBlobStore(open_blob_store(settings.resolved_blob_url, settings),
+def encrypted_blobs(settings: Settings, keys: DataKeys, *, fsync: bool = True) -> BlobStore:
+    return EncryptedBlobStore(open_blob_store(settings.resolved_blob_url, settings, fsync=fsync),
                               lambda datastore_id: keys.aead(datastore_key_name(datastore_id)))
 
 
@@ -63,9 +63,10 @@ def _key_every_datastore(stores: Stores, keys: DataKeys) -> None:
             keys.secret(name, plain=legacy)
 
 
-def open_worker_blobs(settings: Settings) -> BlobStore:
+def open_worker_blobs(settings: Settings, *, fsync: bool = True) -> BlobStore:
     """The blob store of an import worker process (local or on a Dask worker): its own catalog
     connection reads the data keys, already migrated by the process that started the job."""
     from tessel.catalog.sql.engine import create_engine
 
-    return encrypted_blobs(settings, data_keys(settings, Catalog(create_engine(settings.resolved_catalog_url))))
+    keys = data_keys(settings, Catalog(create_engine(settings.resolved_catalog_url)))
+    return encrypted_blobs(settings, keys, fsync=fsync)

@@ -81,3 +81,6 @@ class EncryptedBlobStore:
 
     def list(self, prefix: str) -> Iterator[str]:
         return self.inner.list(prefix)
+
+    def sync(self) -> None:
+        self.inner.sync()
