@@ -181,6 +181,7 @@ class Stack:
     pg: PostgresServer | None = None
     s3: S3Server | None = None
     dask: DaskCluster | None = None
+    master_key_file: Path | None = None  # one keyring for every server of the stack (they share data keys)
     _shared_database: str | None = None
 
     @property
@@ -195,7 +196,8 @@ class Stack:
                 "TESSEL_BLOB_URL": f"s3://{self.s3.new_bucket('tessel-stack')}/blobs",
                 "TESSEL_S3_ENDPOINT_URL": self.s3.endpoint_url, "TESSEL_S3_ACCESS_KEY_ID": ACCESS_KEY_ID,
                 "TESSEL_S3_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
-                "TESSEL_DASK_SCHEDULER": self.dask.scheduler_address}
+                "TESSEL_DASK_SCHEDULER": self.dask.scheduler_address,
+                "TESSEL_MASTER_KEY_FILE": str(self.master_key_file)}
 
     def settings(self, data_dir: Path, **changes: Any) -> Settings:
         """Settings for stores opened in the test process. On scaleout all tests share one
@@ -210,7 +212,7 @@ class Stack:
             "blob_url": f"s3://{self.s3.new_bucket('tessel-stores')}/blobs",
             "s3_endpoint_url": self.s3.endpoint_url, "s3_access_key_id": ACCESS_KEY_ID,
             "s3_secret_access_key": Secret(SECRET_ACCESS_KEY),
-            "dask_scheduler": self.dask.scheduler_address}
+            "dask_scheduler": self.dask.scheduler_address, "master_key_file": self.master_key_file}
         values.update(changes)
         return Settings(data_dir=data_dir, **values)
 
@@ -239,7 +241,8 @@ def stack(request: pytest.FixtureRequest) -> Stack:
         except ImportError:
             raise RuntimeError(f"the scale-out stack needs {package} (the `dist` extra): run `make dev`") from None
     return Stack("scaleout", pg=request.getfixturevalue("pg_server"), s3=request.getfixturevalue("s3_server"),
-                 dask=request.getfixturevalue("dask_cluster"))
+                 dask=request.getfixturevalue("dask_cluster"),
+                 master_key_file=_keyring(request.getfixturevalue("tmp_path_factory")))
 
 
 def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.05) -> Any:
@@ -252,6 +255,18 @@ def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.05) ->
 
 
 @pytest.fixture(scope="session")
-def scaleout(pg_server: PostgresServer, s3_server: S3Server, dask_cluster: DaskCluster) -> Stack:
+def scaleout(pg_server: PostgresServer, s3_server: S3Server, dask_cluster: DaskCluster,
+             tmp_path_factory: pytest.TempPathFactory) -> Stack:
     """The scale-out stack alone, for tests about it (Dask workers dying, servers sharing a catalog)."""
-    return Stack("scaleout", pg=pg_server, s3=s3_server, dask=dask_cluster)
+    return Stack("scaleout", pg=pg_server, s3=s3_server, dask=dask_cluster,
+                 master_key_file=_keyring(tmp_path_factory))
+
+
+def _keyring(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The stack's master key file, made once before any server starts."""
+    from tessel.crypto.master import Keyring
+
+    path = tmp_path_factory.getbasetemp() / "stack-master.key"
+    if not path.exists():
+        Keyring.open(path)
+    return path

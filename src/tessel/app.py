@@ -18,11 +18,17 @@ from starlette.middleware.cors import CORSMiddleware
 
 from tessel import __version__, ahi, dicomweb, documents, lifecycle
 from tessel.catalog import query
-from tessel.auth import KeyStore, bootstrap
+from tessel.audit import AuditLog
+from tessel.audit.http import AuditMiddleware
+from tessel.auth import Access, KeyStore, bootstrap
+from tessel.auth.oidc import Bearer, oidc_from_settings
+from tessel.auth.tokens import TokenSigner
 from tessel.config import Settings
+from tessel.crypto import AUDIT_CHAIN
 from tessel.dimse import DimseServer
 from tessel.errors import Conflict, Unavailable
 from tessel.ingest import jobs
+from tessel.limits import RequestLimits
 from tessel.stores import Stores, open_stores
 
 log = logging.getLogger("tessel")
@@ -102,13 +108,17 @@ def create_app(settings: Settings, stores: Stores | None = None, *, no_auth: boo
     # Primary image sets committed before the DICOM query index existed (migration 0004) get their rows.
     with stores.catalog.exclusive("start-up"):  # servers starting together take turns
         query.backfill(stores.catalog, lambda key: documents.decode(stores.blobs.get(key)))
-        keys = KeyStore(stores.catalog)
+        assert stores.crypto is not None
+        keys = KeyStore(stores.catalog, stores.crypto)
         administrator = bootstrap(keys, settings)
-    dimse = DimseServer(stores, settings)
+    access = Access(stores.catalog, stores.settings)  # allowed(principal, action, resource), for every front end
+    audit = AuditLog(stores.catalog, stores.crypto.secret(AUDIT_CHAIN, always=True))  # every request, chained
+    dimse = DimseServer(stores, settings, keys=keys, authz=access, audit=audit)
     runner = JobRunner(stores, dimse)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        audit.start()
         runner.start()
         app.state.ahi_access.start()  # lastAccessedAt, written in batches
         try:
@@ -120,12 +130,16 @@ def create_app(settings: Settings, stores: Stores | None = None, *, no_auth: boo
         finally:
             app.state.ahi_access.stop()
             runner.stop()
+            audit.stop()  # after every front end: the last records are written before exit
 
     app = FastAPI(title="tessel", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.stores = stores
     app.state.jobs = runner
     app.state.dimse = dimse
     app.state.keys = keys
+    app.state.access = access
+    app.state.audit = audit
+    app.state.bearer = Bearer(TokenSigner(stores.catalog, settings.data_dir), keys, oidc_from_settings(settings))
     app.state.bootstrap = administrator
 
     @app.get("/healthz", include_in_schema=False)
@@ -143,6 +157,8 @@ def create_app(settings: Settings, stores: Stores | None = None, *, no_auth: boo
 
     dicomweb.install(app, no_auth=no_auth)  # /datastore/{datastoreId}/studies..., before the AHI catch-alls
     ahi.install(app)  # the AHI API sits on the root path
+    app.add_middleware(RequestLimits)  # size, body read timeout (inside the audit: refusals are recorded)
+    app.add_middleware(AuditMiddleware, audit=audit)  # inside CORS: preflights are not requests to audit
     app.add_middleware(CORSMiddleware, **dicomweb.cors_options(settings))  # browsers on other origins
     return app
 
@@ -174,7 +190,9 @@ def serve(settings: Settings, *, no_auth: bool = False) -> None:
             raise Unavailable(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
         app = create_app(settings, no_auth=no_auth)
         app.state.dimse.bind()  # a taken DICOM port fails here, with its one-line reason
-        config = uvicorn.Config(app, log_level="warning", access_log=False)
+        # No access log: request lines carry UIDs and query strings (PHI); the audit trail records requests.
+        config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_keep_alive=15,
+                                limit_concurrency=2000)
         server = uvicorn.Server(config)
         print(f"tessel {__version__} serving {settings.data_dir.resolve()} on "
               f"http://{settings.host}:{settings.port}", flush=True)

@@ -50,11 +50,21 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("dask_scheduler", "TESSEL_DASK_SCHEDULER", None, None,
                 "tcp://host:port of a Dask scheduler for import jobs (default: a local process pool)"),
     SettingSpec("master_key_file", "TESSEL_MASTER_KEY_FILE", None, None,
-                "file holding the master key that wraps each datastore's data keys"),
+                "file holding the master key that wraps each datastore's data keys (default: master.key in the data dir, generated on first use)"),
+    SettingSpec("encryption_at_rest", "TESSEL_ENCRYPTION_AT_REST", None, "on",
+                "on: blobs of new datastores are encrypted (AES-256-GCM); off: stored as they are"),
     SettingSpec("cors_origins", "TESSEL_CORS_ORIGINS", None, "*",
                 "comma-separated origins allowed to call the HTTP API from a browser"),
     SettingSpec("import_roots", "TESSEL_IMPORT_ROOTS", None, None,
                 "colon-separated folders that file:// import sources and outputs must lie under"),
+    SettingSpec("oidc_issuer", "TESSEL_OIDC_ISSUER", None, None,
+                "OpenID Connect issuer whose Bearer tokens are accepted (DICOMweb, viewer); unset: none"),
+    SettingSpec("oidc_audience", "TESSEL_OIDC_AUDIENCE", None, None,
+                "the audience (aud) those tokens must name; unset: not checked"),
+    SettingSpec("oidc_jwks_url", "TESSEL_OIDC_JWKS_URL", None, None,
+                "the issuer's JWKS URL (default: jwks_uri of ISSUER/.well-known/openid-configuration)"),
+    SettingSpec("oidc_policy_file", "TESSEL_OIDC_POLICY_FILE", None, None,
+                "JSON file mapping a token claim's values to policies (docs/security.md)"),
     SettingSpec("host", "TESSEL_HOST", "--host", "127.0.0.1", "HTTP bind address"),
     SettingSpec("port", "TESSEL_PORT", "--port", "8080", "HTTP port"),
     SettingSpec("dicom_port", "TESSEL_DICOM_PORT", "--dicom-port", "11112", "DICOM (DIMSE) port"),
@@ -95,8 +105,13 @@ class Settings:
     secret_access_key: Secret | None = None
     dask_scheduler: str | None = None
     master_key_file: Path | None = None
+    encryption_at_rest: bool = True
     cors_origins: tuple[str, ...] = ("*",)
     import_roots: tuple[Path, ...] = field(default_factory=tuple)
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = None
+    oidc_policy_file: Path | None = None
     host: str = "127.0.0.1"
     port: int = 8080
     dicom_port: int = 11112
@@ -121,6 +136,10 @@ class Settings:
         return self.blob_url or (self.data_dir / "blobs").resolve().as_uri()
 
     @property
+    def resolved_master_key_file(self) -> Path:
+        return self.master_key_file or self.data_dir / "master.key"
+
+    @property
     def resolved_workers(self) -> int:
         return self.workers or max(1, os.cpu_count() or 1)
 
@@ -138,11 +157,18 @@ class Settings:
 
 def _convert(name: str, raw: str) -> Any:
     kind = {f.name: f.type for f in fields(Settings)}[name]
-    if name in ("data_dir", "master_key_file"):
+    if name in ("data_dir", "master_key_file", "oidc_policy_file"):
         return Path(raw)
     if name in ("port", "dicom_port", "workers", "frame_cache_mb", "max_datastores", "max_import_jobs",
                 "dicom_max_associations"):
         return int(raw)
+    if name == "encryption_at_rest":
+        value = raw.strip().lower()
+        if value not in ("on", "off", "true", "false", "1", "0", "yes", "no"):
+            from tessel.errors import InvalidInput
+
+            raise InvalidInput(f"TESSEL_ENCRYPTION_AT_REST is on or off, not {raw!r}")
+        return value in ("on", "true", "1", "yes")
     if name in ("rate_limit", "dicom_timeout"):
         return float(raw)
     if name == "cors_origins":

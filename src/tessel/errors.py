@@ -44,5 +44,9 @@ class Unavailable(TesselError):
     """A dependency is unavailable or a limit was reached; retrying later may succeed."""
 
 
+class Corrupted(TesselError):
+    """Stored data failed its integrity check (altered or damaged at rest); it is not served."""
+
+
 class QuotaExceeded(TesselError):
     """A configured quota would be exceeded."""

@@ -50,6 +50,10 @@ class Server:
         return self.env.get("TESSEL_CATALOG_URL") or f"sqlite:///{self.data_dir / 'catalog.sqlite'}"
 
     @property
+    def master_key_file(self) -> Path:
+        return Path(self.env.get("TESSEL_MASTER_KEY_FILE") or self.data_dir / "master.key")
+
+    @property
     def imports(self) -> Path:
         """A folder under the default import roots (the data dir's imports/)."""
         return self.data_dir / "imports"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from typing import Any
 
@@ -21,6 +23,13 @@ def test_create_datastore_honours_every_input(client: Any, server: Server) -> No
     token = uuid.uuid4().hex
     kms = "arn:aws:kms:us-east-1:123456789012:key/12345678-1234-1234-1234-123456789012"
     lam = "arn:aws:lambda:us-east-1:123456789012:function:authorizer"
+    # kmsKeyArn names the master key that wraps the datastore's data key: it must exist.
+    with pytest.raises(ClientError) as caught:
+        client.create_datastore(datastoreName="no-key", kmsKeyArn=kms)
+    assert code(caught) == "ValidationException" and "tessel master-key create" in str(caught.value)
+    subprocess.run([sys.executable, "-m", "tessel.cli.main", "master-key", "create",
+                    "12345678-1234-1234-1234-123456789012", "--data-dir", str(server.data_dir)],
+                   check=True, capture_output=True)
     out = client.create_datastore(datastoreName="full.set/#-1", clientToken=token, tags={"team": "radiology"},
                                   kmsKeyArn=kms, lambdaAuthorizerArn=lam, losslessStorageFormat="JPEG_2000_LOSSLESS")
     assert out["datastoreStatus"] == "ACTIVE" and len(out["datastoreId"]) == 32

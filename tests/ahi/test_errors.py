@@ -23,6 +23,8 @@ from botocore.exceptions import ClientError
 from tessel.auth import KeyStore
 from tessel.catalog import Catalog, edits
 from tessel.catalog.models import ImageSetWorkflowStatus
+from tessel.config import Settings
+from tessel.stores import data_keys
 from tests.ahi.conftest import (KEY_ID, ROLE_ARN, SECRET, Server, import_folder, make_client, server_env,
                                 start_server, stop_server)
 from tests.factory import make_instance, make_series
@@ -49,8 +51,8 @@ def manifest_image_sets(job: dict[str, Any]) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def keys(server: Server) -> Iterator[KeyStore]:
-    catalog = Catalog.open(f"sqlite:///{server.data_dir / 'catalog.sqlite'}")
-    yield KeyStore(catalog)
+    catalog = Catalog.open(server.catalog_url)
+    yield KeyStore(catalog, data_keys(Settings(data_dir=server.data_dir, master_key_file=server.master_key_file), catalog))
     catalog.close()
 
 
@@ -103,8 +105,10 @@ def test_the_matrix_names_all_18_operations(client: Any) -> None:
 
 def test_access_denied_on_every_operation(server: Server, keys: KeyStore, imported: tuple[str, str, str]) -> None:
     datastore, image_set, _ = imported
+    # A key that may look at the datastore but do nothing else: every operation is AccessDenied.
     key = keys.create("denied-everything", policy={"Statement": [
-        {"Effect": "Deny", "Action": "medical-imaging:*", "Resource": "*"}]})
+        {"Effect": "Allow", "Action": "medical-imaging:GetDICOMInstanceMetadata", "Resource": "*"},
+        {"Effect": "Deny", "NotAction": "medical-imaging:GetDICOMInstanceMetadata", "Resource": "*"}]})
     denied = make_client(server.url, key.access_key_id, key.secret.reveal())
     calls = every_operation(datastore, image_set, server.imports.as_uri() + "/")
     calls["create_datastore"] = {"datastoreName": "never-made"}  # well-formed: checked after the policy
@@ -115,6 +119,18 @@ def test_access_denied_on_every_operation(server: Server, keys: KeyStore, import
         api = denied.meta.method_to_api_mapping[call]
         assert (code, status) == ("AccessDeniedException", 403), (call, message)
         assert f"medical-imaging:{api}" in message
+    # A key denied everything cannot see the datastore at all: its resources answer as if absent
+    # (docs/security.md), the account-level operations AccessDenied.
+    key = keys.create("blind", policy={"Statement": [{"Effect": "Deny", "Action": "medical-imaging:*",
+                                                      "Resource": "*"}]})
+    blind = make_client(server.url, key.access_key_id, key.secret.reveal())
+    for call, kwargs in calls.items():
+        with pytest.raises(ClientError) as caught:
+            getattr(blind, call)(**kwargs)
+        code, status, message = error(caught)
+        expected = ("AccessDeniedException", 403) if call in ("create_datastore", "list_datastores") else \
+            ("ResourceNotFoundException", 404)
+        assert (code, status) == expected, (call, message)
 
 
 def test_not_found_on_every_operation_that_lists_it(client: Any, server: Server,
@@ -181,7 +197,7 @@ def test_validation_on_every_operation_names_the_field(server: Server, call: str
 def test_a_locked_image_set_refuses_every_write(client: Any, server: Server, imported: tuple[str, str, str]) -> None:
     """What a write under way (or one cut short by a crash, until it is released) looks like."""
     datastore, image_set, _ = imported
-    catalog = Catalog.open(f"sqlite:///{server.data_dir / 'catalog.sqlite'}")
+    catalog = Catalog.open(server.catalog_url)
     try:
         with catalog.write() as conn:
             assert edits.lock(conn, image_set, 1, ImageSetWorkflowStatus.UPDATING, time.time())
@@ -299,9 +315,10 @@ def patient(limited: Server) -> Any:
 
 
 def test_every_operation_is_throttled_past_its_rate(limited: Server) -> None:
-    catalog = Catalog.open(f"sqlite:///{limited.data_dir / 'catalog.sqlite'}")
+    catalog = Catalog.open(limited.catalog_url)
     try:
-        key = KeyStore(catalog).create(f"hasty-{uuid.uuid4().hex[:6]}")
+        key = KeyStore(catalog, data_keys(Settings(data_dir=limited.data_dir, master_key_file=limited.master_key_file), catalog)).create(
+            f"hasty-{uuid.uuid4().hex[:6]}")
     finally:
         catalog.close()
     hasty = make_client(limited.url, key.access_key_id, key.secret.reveal())

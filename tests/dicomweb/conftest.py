@@ -67,6 +67,10 @@ class Server:
     def catalog_url(self) -> str:
         return self.env.get("TESSEL_CATALOG_URL") or f"sqlite:///{self.data_dir / 'catalog.sqlite'}"
 
+    @property
+    def master_key_file(self) -> Path:
+        return Path(self.env.get("TESSEL_MASTER_KEY_FILE") or self.data_dir / "master.key")
+
     def dicomweb(self, datastore_id: str, auth: Any = "basic", **kwargs: Any) -> DICOMwebClient:
         session = requests.Session()
         if auth == "basic":

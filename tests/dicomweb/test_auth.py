@@ -16,6 +16,8 @@ from requests.exceptions import HTTPError
 from tessel.auth import KeyStatus, KeyStore
 from tessel.auth.tokens import TokenSigner
 from tessel.catalog import Catalog
+from tessel.config import Settings
+from tessel.stores import data_keys
 from tests.dicomweb.conftest import KEY_ID, SECRET, Server, start_server, stop_server
 from tests.factory import make_series
 
@@ -23,7 +25,7 @@ from tests.factory import make_series
 @pytest.fixture(scope="module")
 def keys(server: Server) -> Iterator[KeyStore]:
     catalog = Catalog.open(server.catalog_url)
-    yield KeyStore(catalog)
+    yield KeyStore(catalog, data_keys(Settings(data_dir=server.data_dir, master_key_file=server.master_key_file), catalog))
     catalog.close()
 
 

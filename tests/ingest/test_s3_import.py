@@ -13,6 +13,7 @@ import pytest
 
 from tessel import retrieve
 from tessel.blobs import keys
+from tessel.blobs.encrypted import EncryptedBlobStore
 from tessel.blobs.memory import MemoryBlobStore
 from tessel.blobs.s3 import S3BlobStore
 from tessel.catalog.models import JobStatus
@@ -195,7 +196,7 @@ def test_whole_stack_on_s3_frames_are_stored_in_the_bucket_and_read_back(
     upload(client, bucket, "incoming/", files, tmp_path / "in")
     stores = open_stores(settings)
     try:
-        assert isinstance(stores.blobs, S3BlobStore)
+        assert isinstance(stores.blobs, EncryptedBlobStore) and isinstance(stores.blobs.inner, S3BlobStore)
         ds = create_datastore(stores, "on-s3")
         job = jobs.start_import_job(stores, ds.id, f"s3://{bucket}/incoming/", f"s3://{bucket}/results/")
         summary = jobs.run_import_job(stores, job.id)
@@ -217,5 +218,8 @@ def test_whole_stack_on_s3_frames_are_stored_in_the_bucket_and_read_back(
             stored = retrieve.get_image_frame(stores, ds.id, image_set_id, frame["ID"])
             pixels = retrieve.decode_stored_frame(stored.data, node)
             assert zlib.crc32(pixels.tobytes()) == zlib.crc32(source.pixel_array.tobytes())
+            # In the bucket the frame is ciphertext bound to its key (encryption at rest).
+            raw = read_object(client, bucket, "tessel/" + keys.frame(ds.id, frame["ID"]))
+            assert raw.startswith(b"TSE1") and stored.data not in raw
     finally:
         stores.close()

@@ -16,7 +16,7 @@ import uuid
 from sqlalchemy.exc import OperationalError
 from starlette.responses import Response
 
-from tessel.errors import (AlreadyExists, Conflict, Forbidden, InvalidInput, NotFound,
+from tessel.errors import (AlreadyExists, Conflict, Corrupted, Forbidden, InvalidInput, NotFound,
                            QuotaExceeded, TesselError, Unauthenticated, Unavailable)
 
 log = logging.getLogger("tessel.ahi")
@@ -41,6 +41,7 @@ ERROR_TABLE: dict[type[Exception], tuple[str, int]] = {
     Unauthenticated: ("AccessDeniedException", 403),
     Unavailable: ("ThrottlingException", 429),
     QuotaExceeded: ("ServiceQuotaExceededException", 402),
+    Corrupted: ("InternalServerException", 500),  # stored data failed its integrity check: named, not served
 }
 INTERNAL = ("InternalServerException", 500)
 

@@ -8,7 +8,6 @@ functions receive plain Python values keyed by the model's member names.
 from __future__ import annotations
 
 import functools
-import json
 import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
@@ -20,6 +19,8 @@ from botocore.model import OperationModel, ServiceModel, StructureShape
 
 from tessel.ahi.errors import BadRequest
 from tessel.ahi.validation import ValidationError, check_required, convert, convert_scalar_text
+from tessel.errors import InvalidInput
+from tessel.limits import parse_json
 
 SERVICE = "medical-imaging"
 _LABEL = re.compile(r"\{([A-Za-z0-9_]+)\+?\}")
@@ -90,12 +91,11 @@ def _json_body(op: Operation, body: bytes, where: str) -> Any:
     if not body.strip():
         return None
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, ValueError):
-        message = f"the request body is not valid JSON (at '{where}')"
+        return parse_json(body, f"the request body (at '{where}')")
+    except InvalidInput as exc:
         if op.malformed_is_bad_request:
-            raise BadRequest(message) from None
-        raise ValidationError(where, message) from None
+            raise BadRequest(exc.message) from None
+        raise ValidationError(where, exc.message) from None
 
 
 def parse_request(op: Operation, *, raw_path: str, path_params: Mapping[str, str],

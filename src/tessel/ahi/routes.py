@@ -25,7 +25,8 @@ from tessel.ahi.errors import NotAcceptable, error_response, new_request_id, res
 from tessel.ahi.protocol import Operation, operations, parse_request
 from tessel.ahi.throttle import RateLimiter
 from tessel.ahi.validation import ValidationError
-from tessel.auth import Principal, authenticate, require
+from tessel.audit import Event, event_of
+from tessel.auth import ALL, Access, ImageSetScope, Principal, Resource, authenticate, source_address
 from tessel.catalog.models import DatastoreStatus, JobStatus, LosslessStorageFormat
 from tessel.catalog.search import search_image_sets as search_catalog
 from tessel.config import Settings
@@ -48,6 +49,9 @@ class Context:
     jobs: Any  # the app's JobRunner: submit() wakes it
     accept: str | None = None  # the request's Accept header (GetImageFrame answers 406 if it excludes the frame)
     access: AccessLog | None = None  # where reads and writes of image sets are remembered (lastAccessedAt)
+    authz: Access | None = None  # the one authorization decision (tessel.auth.access)
+    source: str | None = None
+    scope: ImageSetScope = ALL  # SearchImageSets: the image sets the principal may see
 
     def accessed(self, image_set_id: str) -> None:
         if self.access is not None:
@@ -104,7 +108,9 @@ def list_datastores(ctx: Context, p: Params) -> Params:
     # Deleted datastores are listed only when asked for; filtering may take several reads.
     while len(page) <= limit:
         rows = ctx.stores.catalog.list_datastores(status=status, after=cursor, limit=limit + 1)
-        page.extend(d for d in rows if status or d.status != DatastoreStatus.DELETED)
+        assert ctx.authz is not None
+        visible = ctx.authz.datastores(ctx.principal, [d.id for d in rows], source=ctx.source)
+        page.extend(d for d in rows if (status or d.status != DatastoreStatus.DELETED) and d.id in visible)
         if len(rows) < limit + 1:
             break
         cursor = (rows[-1].created_at, rows[-1].id)
@@ -222,7 +228,8 @@ def search_image_sets(ctx: Context, p: Params) -> Params:
     ds = datastores.get_datastore(ctx.stores, p["datastoreId"])
     criteria = shapes.search_criteria(p.get("searchCriteria"))
     cursor = shapes.decode_token("SearchImageSets", p.get("nextToken"))
-    page = search_catalog(ctx.stores.catalog, ds.id, criteria, limit=_limit(p), cursor=cursor)
+    page = search_catalog(ctx.stores.catalog, ds.id, criteria, limit=_limit(p), cursor=cursor,
+                          visible=None if ctx.scope.everything else ctx.scope.visible)
     out: Params = {"imageSetsMetadataSummaries": [shapes.search_summary(s) for s in page.image_sets]}
     if (p.get("searchCriteria") or {}).get("sort"):
         out["sort"] = p["searchCriteria"]["sort"]
@@ -357,23 +364,35 @@ def list_tags_for_resource(ctx: Context, p: Params) -> Params:
 
 # -- routing ------------------------------------------------------------------------------------
 
-def _resource(settings: Settings, p: Params) -> str:
-    """The ARN an operation acts on, for the key's policy."""
+def _resource(settings: Settings, p: Params) -> Resource:
+    """What an operation acts on, for the principal's policy."""
     if "resourceArn" in p:
-        return str(p["resourceArn"])
+        return Resource(*shapes.parse_arn(settings, str(p["resourceArn"])))
     if "datastoreId" not in p:
-        return shapes.datastore_arn(settings, "*")
-    image_set_id = p.get("imageSetId") or p.get("sourceImageSetId")
-    if image_set_id:
-        return shapes.image_set_arn(settings, p["datastoreId"], image_set_id)
-    return shapes.datastore_arn(settings, p["datastoreId"])
+        return Resource()  # the account: ListDatastores, CreateDatastore
+    return Resource(p["datastoreId"], p.get("imageSetId") or p.get("sourceImageSetId"))
+
+
+def _authorize(access: Access, principal: Principal, op: Operation, p: Params, settings: Settings,
+               source: str | None, event: Event | None) -> ImageSetScope:
+    """One authorization per operation (two for a copy into an existing image set)."""
+    action = f"medical-imaging:{op.name}"
+    resource = _resource(settings, p)
+    if op.name == "SearchImageSets":
+        return access.authorize_within(principal, action, resource, source=source, event=event)
+    access.authorize(principal, action, resource, source=source, event=event)
+    destination = (p.get("copyImageSetInformation") or {}).get("destinationImageSet")
+    if op.name == "CopyImageSet" and destination:
+        access.authorize(principal, action, Resource(p["datastoreId"], destination["imageSetId"]), source=source)
+    return ALL
 
 
 def _endpoint(op: Operation, function: Callable[[Context, Params], Any]) -> Callable[[Request], Any]:
-    action = f"medical-imaging:{op.name}"
-
     async def endpoint(request: Request) -> Response:
         request_id = new_request_id()
+        event = event_of(request)
+        if event is not None:
+            event.action = f"medical-imaging:{op.name}"  # also when authentication fails
         try:
             principal = await authenticate(request)
             limiter: RateLimiter | None = request.app.state.ahi_rate_limiter
@@ -383,10 +402,17 @@ def _endpoint(op: Operation, function: Callable[[Context, Params], Any]) -> Call
             params = parse_request(op, raw_path=raw_path, path_params=request.path_params,
                                    query=request.query_params.multi_items(), body=await request.body())
             stores: Stores = request.app.state.stores
-            require(principal, action, _resource(stores.settings, params))
-            ctx = Context(stores, principal, request.app.state.jobs, request.headers.get("accept"),
-                          request.app.state.ahi_access)
-            result = await run_in_threadpool(function, ctx, params)
+            authz: Access = request.app.state.access
+            source = source_address(request)
+            jobs_runner, accept, access_log = request.app.state.jobs, request.headers.get("accept"), \
+                request.app.state.ahi_access
+
+            def call() -> Any:  # authorization may read tags: it runs in the pool with the operation
+                scope = _authorize(authz, principal, op, params, stores.settings, source, event)
+                return function(Context(stores, principal, jobs_runner, accept, access_log, authz, source, scope),
+                                params)
+
+            result = await run_in_threadpool(call)
         except Exception as exc:  # every failure answers in botocore's error shape
             return response_for(exc, request_id, op.name)
         if isinstance(result, Response):

@@ -18,10 +18,11 @@ from tessel.ahi.validation import ValidationError
 from tessel.catalog.models import Datastore, ImageSet, ImageSetVersion, ImportJob
 from tessel.catalog.search import SearchCriteria, SearchFilter
 from tessel.config import Settings
-from tessel.errors import NotFound
+from tessel.errors import InvalidInput, NotFound
 from tessel.ingest.jobs import job_output_uri
 from tessel.lifecycle.datastores import datastore_arn as datastore_arn  # re-exported: the wire names ARNs
 from tessel.lifecycle.datastores import image_set_arn as image_set_arn
+from tessel.limits import parse_json
 
 _ARN = re.compile(r"arn:aws:medical-imaging:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
                   r"datastore/(?P<ds>[0-9a-z]{32})(/imageset/(?P<is>[0-9a-z]{32}))?")
@@ -201,10 +202,10 @@ def search_summary(image_set: ImageSet) -> dict[str, Any]:
 def json_document(data: bytes | str, field: str) -> dict[str, Any]:
     """An update/copy document (JSON object) sent as a blob or a string member."""
     try:
-        doc = json.loads(data)
-    except (UnicodeDecodeError, ValueError):
+        doc = parse_json(data, f"Value at '{field}'")
+    except InvalidInput as exc:
         raise ValidationError(field, f"Value at '{field}' failed to satisfy constraint: "
-                                     f"Member must be a JSON document") from None
+                                     f"Member must be a JSON document ({exc.message})") from None
     if not isinstance(doc, dict):
         raise ValidationError(field, f"Value at '{field}' failed to satisfy constraint: "
                                      f"Member must be a JSON object")

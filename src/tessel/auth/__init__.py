@@ -1,27 +1,29 @@
-"""Authentication (SigV4, Basic) -> Principal, and authorization against a key's policy.
+"""Authentication (SigV4, Basic, Bearer) -> Principal; authorization in `access` (one place).
 
 `authenticate` is a FastAPI/Starlette dependency: `Depends(authenticate)` in a
 route, or `await authenticate(request)` in a plain endpoint. It needs
-`app.state.keys` (a KeyStore), which `create_app` sets.
+`app.state.keys` (a KeyStore), which `create_app` sets; `app.state.access` (an
+Access) answers allowed(principal, action, resource) for every front end.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import hmac
-import re
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable
 
 from starlette.requests import Request
 
+from tessel.auth.access import ALL, NOTHING, Access, ImageSetScope, Resource, missing
 from tessel.auth.keys import AccessKey, Bootstrap, KeyStatus, KeyStore, Principal, bootstrap
+from tessel.auth.policy import Policy, parse_policy
 from tessel.auth.sigv4 import ReceivedRequest, verify
-from tessel.errors import Forbidden, Unauthenticated
+from tessel.errors import Unauthenticated
 
-__all__ = ["AccessKey", "Bootstrap", "KeyStatus", "KeyStore", "Principal", "allowed", "authenticate",
-           "authenticator", "bootstrap", "require", "received_request"]
+__all__ = ["ALL", "NOTHING", "Access", "AccessKey", "Bootstrap", "ImageSetScope", "KeyStatus", "KeyStore",
+           "Policy", "Principal", "Resource", "authenticate", "authenticator", "bootstrap", "missing",
+           "parse_policy", "received_request", "source_address"]
 
 
 async def received_request(request: Request) -> ReceivedRequest:
@@ -66,37 +68,7 @@ def authenticator(schemes: Iterable[str] = ("sigv4",), service: str = "medical-i
 authenticate = authenticator()
 
 
-# -- authorization ------------------------------------------------------------------------------
-
-@functools.lru_cache(maxsize=1024)
-def _glob(pattern: str) -> re.Pattern[str]:
-    # IAM wildcards: * any run, ? one character; everything else literal.
-    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern),
-                      re.DOTALL)
-
-
-def _as_list(value: Any) -> list[str]:
-    return [value] if isinstance(value, str) else list(value or [])
-
-
-def _matches(statement: Mapping[str, Any], action: str, resource: str) -> bool:
-    actions = _as_list(statement.get("Action", []))
-    resources = _as_list(statement.get("Resource", "*"))
-    return (any(_glob(a.lower()).fullmatch(action.lower()) for a in actions)
-            and any(_glob(r).fullmatch(resource) for r in resources))
-
-
-def allowed(principal: Principal, action: str, resource: str) -> bool:
-    """IAM-style evaluation: an explicit Deny wins, then any Allow; nothing matching denies."""
-    if principal.policy is None:
-        return True
-    statements = [s for s in principal.policy.get("Statement", []) if isinstance(s, Mapping)]
-    if any(s.get("Effect") == "Deny" and _matches(s, action, resource) for s in statements):
-        return False
-    return any(s.get("Effect") == "Allow" and _matches(s, action, resource) for s in statements)
-
-
-def require(principal: Principal, action: str, resource: str) -> None:
-    if not allowed(principal, action, resource):
-        raise Forbidden(f"User: {principal.name} ({principal.access_key_id}) is not authorized to "
-                        f"perform: {action} on resource: {resource}")
+def source_address(request: Request) -> str | None:
+    """The caller's address (the socket peer; tessel does not trust forwarding headers)."""
+    client = request.scope.get("client")
+    return str(client[0]) if client else None

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import orjson
 import sqlalchemy as sa
@@ -317,11 +317,13 @@ def _vr(keyword: str) -> str:
 
 
 def query(catalog: Any, datastore_id: str, level: str, matches: dict[str, str], *, fuzzy: bool = False,
-          limit: int | None = None, offset: int = 0, include: set[str] | None = None) -> list[dict[str, Any]]:
+          limit: int | None = None, offset: int = 0, include: set[str] | None = None,
+          visible_studies: Callable[[list[str]], set[str]] | None = None) -> list[dict[str, Any]]:
     """Entities of `level` matching every key of `matches`, ordered as QIDO-RS orders them:
     studies (and patients) most recently updated first, series by SeriesNumber, instances by
     InstanceNumber. Keys of a level below `level` are ignored (Modality at STUDY level means
-    ModalitiesInStudy)."""
+    ModalitiesInStudy). `visible_studies` (study UIDs -> those the caller may see whole)
+    leaves every entity of the other studies out."""
     level = level.upper()
     if level not in _DEPTH:
         raise InvalidInput(f"query level {level!r} is not one of {', '.join(LEVELS)}")
@@ -356,7 +358,7 @@ def query(catalog: Any, datastore_id: str, level: str, matches: dict[str, str], 
                 python_conditions.append(("study" if where == "patient" else where, keyword, condition))
     returned = _return_keys(depth, matches, include)
     # Paging goes to SQL unless rows are filtered (or grouped) after it.
-    in_sql = not python_conditions and depth != 0
+    in_sql = not python_conditions and depth != 0 and visible_studies is None
     page = (limit, offset) if in_sql else (None, 0)
     skip = 0 if in_sql else offset
     with catalog.read() as conn:
@@ -366,6 +368,8 @@ def query(catalog: Any, datastore_id: str, level: str, matches: dict[str, str], 
             rows = _series(conn, datastore_id, sql_conditions, page)
         else:
             rows = _instances(conn, datastore_id, sql_conditions, page)
+        if visible_studies is not None:
+            rows = _visible(rows, visible_studies)
         if depth == 0:
             rows = _patients(rows)
         if python_conditions:
@@ -377,6 +381,31 @@ def query(catalog: Any, datastore_id: str, level: str, matches: dict[str, str], 
             if limit is not None and len(out) >= limit:
                 break
             out.append(_result(row, depth, returned, include))
+    return out
+
+
+def _visible(rows: Iterable[dict[str, Any]], visible_studies: Callable[[list[str]], set[str]],
+             batch: int = 200) -> Iterator[dict[str, Any]]:
+    chunk: list[dict[str, Any]] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= batch:
+            shown = visible_studies(list({r["study_uid"] for r in chunk}))
+            yield from (r for r in chunk if r["study_uid"] in shown)
+            chunk = []
+    if chunk:
+        shown = visible_studies(list({r["study_uid"] for r in chunk}))
+        yield from (r for r in chunk if r["study_uid"] in shown)
+
+
+def study_image_sets(catalog: Any, datastore_id: str, study_uids: Sequence[str]) -> dict[str, set[str]]:
+    """The primary image sets of each study (the query index's), by Study Instance UID."""
+    out: dict[str, set[str]] = {uid: set() for uid in study_uids}
+    with catalog.read() as conn:
+        for uids in _chunks(list(study_uids)):
+            for r in conn.execute(sa.select(dicom_series.c.study_instance_uid, dicom_series.c.image_set_id).where(
+                    dicom_series.c.datastore_id == datastore_id, dicom_series.c.study_instance_uid.in_(uids))):
+                out[r.study_instance_uid].add(r.image_set_id)
     return out
 
 
@@ -425,11 +454,12 @@ def _studies(conn: Connection, datastore_id: str, conditions: list[Any],
              page: tuple[int | None, int]) -> Iterator[dict[str, Any]]:
     t = dicom_studies
     q = (sa.select(t.c.attrs, t.c.modalities_in_study, t.c.sop_classes_in_study, t.c.number_of_series,
-                   t.c.number_of_instances, t.c.patient_id)
+                   t.c.number_of_instances, t.c.patient_id, t.c.study_instance_uid)
          .where(t.c.datastore_id == datastore_id, *conditions)
          .order_by(t.c.updated_at.desc(), t.c.study_instance_uid.desc()))
     for r in conn.execute(_paged(q, page)):
-        yield {"study": orjson.loads(r.attrs), "computed": _study_computed(r), "patient_id": r.patient_id}
+        yield {"study": orjson.loads(r.attrs), "computed": _study_computed(r), "patient_id": r.patient_id,
+               "study_uid": r.study_instance_uid}
 
 
 def _paged(q: Any, page: tuple[int | None, int]) -> Any:
@@ -462,7 +492,8 @@ def _series(conn: Connection, datastore_id: str, conditions: list[Any],
         computed["NumberOfSeriesRelatedInstances"] = str(r.number_of_instances)
         series = orjson.loads(r.attrs)
         series.setdefault("SeriesInstanceUID", r.series_instance_uid)
-        yield {"study": parsed(r.study_attrs), "series": series, "computed": computed}
+        yield {"study": parsed(r.study_attrs), "series": series, "computed": computed,
+               "study_uid": r.study_instance_uid}
 
 
 class _Parsed:
@@ -507,7 +538,8 @@ def _instances(conn: Connection, datastore_id: str, conditions: list[Any],
         instance = orjson.loads(r.attrs)
         instance.setdefault("SOPInstanceUID", r.sop_instance_uid)
         yield {"study": parsed(r.study_attrs), "series": parsed(r.series_attrs), "instance": instance,
-               "vrs": orjson.loads(r.vrs) if r.vrs else {}, "computed": computed}
+               "vrs": orjson.loads(r.vrs) if r.vrs else {}, "computed": computed,
+               "study_uid": r.study_instance_uid}
 
 
 def _patients(studies: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:

@@ -25,7 +25,7 @@ import json
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
@@ -98,8 +98,10 @@ _VALUES, _NULLS = "v", "n"  # cursor segments: rows with a sort value, rows with
 
 
 def search_image_sets(catalog: Catalog, datastore_id: str, criteria: SearchCriteria, *, limit: int,
-                      cursor: str | None) -> SearchPage:
-    """One page of live image sets of the datastore matching every filter, in the requested order."""
+                      cursor: str | None, visible: Callable[[list[str]], set[str]] | None = None) -> SearchPage:
+    """One page of live image sets of the datastore matching every filter, in the requested order.
+
+    `visible` (image set ids -> those the caller may see) leaves the others out; pages stay full."""
     if limit < 1:
         raise InvalidInput("limit must be at least 1")
     filters, conditions = _conditions(criteria.filters)
@@ -128,39 +130,47 @@ def search_image_sets(catalog: Catalog, datastore_id: str, criteria: SearchCrite
         if segment not in segments:
             raise InvalidInput("nextToken is not valid for this search")
         segments = segments[segments.index(segment):]
+
+    def segment_query(current: str, position: tuple[Any, str] | None, wanted: int) -> Any:
+        where = list(conditions)
+        order: list[ColumnElement[Any]]
+        if current == _VALUES:
+            if nullable:
+                where.append(column.is_not(None))
+            order = [sort_key.desc(), image_sets.c.id.desc()] if descending else [sort_key, image_sets.c.id]
+            if position is not None:
+                key = sa.tuple_(sort_key, image_sets.c.id)
+                last = sa.tuple_(sa.literal(position[0]), sa.literal(position[1]))
+                where.append(key < last if descending else key > last)
+        else:
+            where.append(column.is_(None))
+            # All NULL, so ordering by the column too changes nothing, but it names the index
+            # order (.., study_date_time, id): PostgreSQL does not treat IS NULL as an equality.
+            order = [column.desc(), image_sets.c.id.desc()] if descending else [column, image_sets.c.id]
+            if position is not None:
+                where.append(image_sets.c.id < position[1] if descending else image_sets.c.id > position[1])
+        if deferred:
+            ids = sa.select(image_sets.c.id).where(*where).order_by(*order).limit(wanted)
+            query = sa.select(image_sets).where(image_sets.c.id.in_(ids))
+            order = [column.desc() if descending else column, *order[1:]] if current == _VALUES else order
+            return query.order_by(*order)
+        return sa.select(image_sets).where(*where).order_by(*order).limit(wanted)
+
     rows: list[tuple[str, Any]] = []  # (segment, row)
     with catalog.read() as conn:
         for index, current in enumerate(segments):
-            wanted = limit + 1 - len(rows)
-            if wanted <= 0:
-                break
             position = after if index == 0 else None
-            where = list(conditions)
-            order: list[ColumnElement[Any]]
-            if current == _VALUES:
-                if nullable:
-                    where.append(column.is_not(None))
-                order = [sort_key.desc(), image_sets.c.id.desc()] if descending else [sort_key, image_sets.c.id]
-                if position is not None:
-                    key = sa.tuple_(sort_key, image_sets.c.id)
-                    last = sa.tuple_(sa.literal(position[0]), sa.literal(position[1]))
-                    where.append(key < last if descending else key > last)
-            else:
-                where.append(column.is_(None))
-                # All NULL, so ordering by the column too changes nothing, but it names the index
-                # order (.., study_date_time, id): PostgreSQL does not treat IS NULL as an equality.
-                order = [column.desc(), image_sets.c.id.desc()] if descending else [column, image_sets.c.id]
-                if position is not None:
-                    where.append(image_sets.c.id < position[1] if descending else image_sets.c.id > position[1])
-            if deferred:
-                ids = sa.select(image_sets.c.id).where(*where).order_by(*order).limit(wanted)
-                query = sa.select(image_sets).where(image_sets.c.id.in_(ids))
-                order = [column.desc() if descending else column, *order[1:]] if current == _VALUES else order
-                query = query.order_by(*order)
-            else:
-                query = sa.select(image_sets).where(*where).order_by(*order).limit(wanted)
-            for row in conn.execute(query):
-                rows.append((current, row))
+            while len(rows) < limit + 1:
+                wanted = limit + 1 - len(rows)
+                if visible is not None:
+                    wanted = max(wanted, 64)  # some will be left out: read ahead
+                fetched = list(conn.execute(segment_query(current, position, wanted)))
+                # `visible`: only the image sets the caller may see (a policy's tag conditions).
+                shown = visible([r.id for r in fetched]) if visible is not None and fetched else None
+                rows.extend((current, r) for r in fetched if shown is None or r.id in shown)
+                if len(fetched) < wanted or visible is None:
+                    break
+                position = (getattr(fetched[-1], column.name), fetched[-1].id)
     page = rows[:limit]
     next_cursor = None
     if len(rows) > limit:

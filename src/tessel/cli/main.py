@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from tessel.cli import ae as ae_cli
+from tessel.cli import audit as audit_cli
+from tessel.cli import keys as keys_cli
 from tessel.cli import token as token_cli
 from tessel.config import Settings, load_settings
 from tessel.errors import TesselError
@@ -45,6 +47,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_token(args: argparse.Namespace) -> int:
     return token_cli.cmd_token(args, _settings(args))
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    return keys_cli.cmd_keys(args, _settings(args))
+
+
+def cmd_master_key(args: argparse.Namespace) -> int:
+    return keys_cli.cmd_master_key(args, _settings(args))
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    return audit_cli.cmd_audit(args, _settings(args))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ae_cli.register(sub)
     token_cli.register(sub, common, cmd_token)
+    keys_cli.register(sub, common, cmd_keys, cmd_master_key)
+    audit_cli.register(sub, common, cmd_audit)
     return parser
 
 

@@ -12,6 +12,7 @@ from tessel.auth.tokens import TokenSigner, parse_ttl
 from tessel.catalog import Catalog
 from tessel.config import Settings
 from tessel.errors import InvalidInput, NotFound
+from tessel.stores import data_keys
 
 
 def create_token(settings: Settings, key_id: str | None, ttl: str) -> str:
@@ -21,7 +22,7 @@ def create_token(settings: Settings, key_id: str | None, ttl: str) -> str:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     catalog = Catalog.open(settings.resolved_catalog_url)
     try:
-        keys = KeyStore(catalog)
+        keys = KeyStore(catalog, data_keys(settings, catalog))
         if key_id is None:
             if settings.access_key_id:
                 key_id = settings.access_key_id

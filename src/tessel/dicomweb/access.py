@@ -1,20 +1,22 @@
-"""Who is calling DICOMweb, and may they: SigV4, HTTP Basic (key id + secret) or a Bearer token.
+"""Who is calling DICOMweb: SigV4, HTTP Basic (key id + secret) or a Bearer token.
 
 Anonymous requests are refused (401) unless the server runs with `--no-auth`.
-Permissions are the key's policy, checked against the AHI DICOMweb action
-names (`medical-imaging:SearchDICOMStudies`, ...) on the datastore's ARN.
+Permissions are the principal's policy, checked by `app.state.access` (tessel.auth.access)
+against the AHI DICOMweb action names (`medical-imaging:SearchDICOMStudies`, ...).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from tessel.auth import KeyStore, Principal, authenticator, require
+from tessel.audit import event_of
+from tessel.auth import ALL, Access, ImageSetScope, KeyStore, Principal, Resource, authenticator, source_address
+from tessel.auth.oidc import Bearer
 from tessel.auth.sigv4 import ReceivedRequest, verify
 from tessel.auth.tokens import TokenSigner
-from tessel.config import Settings
 from tessel.errors import Unauthenticated
 
 ANONYMOUS = Principal("anonymous", "anonymous (--no-auth)", None, "none")
@@ -44,8 +46,11 @@ async def principal(request: Request, *, body: Any = b"") -> Principal:
     keys: KeyStore = state.keys
     if scheme == "bearer":
         token = request.headers["authorization"][7:].strip()
-        signer: TokenSigner = state.dicomweb_tokens
-        return signer.principal(token, keys)
+        bearer: Bearer | None = getattr(state, "bearer", None)  # tessel's tokens and the OIDC issuer's
+        if bearer is None:
+            signer: TokenSigner = state.dicomweb_tokens
+            return signer.principal(token, keys)
+        return await run_in_threadpool(bearer.principal, token)  # may fetch the provider's JWKS
     if scheme == "basic":
         return await _basic(request)  # type: ignore[no-any-return]
     if scheme == "sigv4":
@@ -59,12 +64,16 @@ async def principal(request: Request, *, body: Any = b"") -> Principal:
     raise Unauthenticated(f"the {scheme!r} authorization scheme is not accepted")
 
 
-def datastore_arn(settings: Settings, datastore_id: str) -> str:
-    return f"arn:aws:medical-imaging:{settings.region}:{settings.account_id}:datastore/{datastore_id}"
-
-
-def authorize(principal: Principal, settings: Settings, action: str, datastore_id: str) -> None:
-    """Forbidden (403) unless the key's policy allows `action` on the datastore."""
-    if principal is ANONYMOUS:
-        return
-    require(principal, f"medical-imaging:{action}", datastore_arn(settings, datastore_id))
+def authorize(request: Request, principal: Principal, action: str, datastore_id: str, *,
+              study_uid: str | None = None, series_uid: str | None = None, whole: bool = False) -> ImageSetScope:
+    """The one decision (app.state.access) for a request on a datastore, recorded in the request's
+    audit event: the image sets `action` may cover (reads); NotFound (as if absent) or Forbidden if
+    none. `whole`: the action needs the datastore itself (writes). Blocking (it may read tags):
+    call it from a worker thread (run_in_threadpool)."""
+    checker: Access = request.app.state.access
+    resource = Resource(datastore_id, study_uid=study_uid, series_uid=series_uid)
+    source, event = source_address(request), event_of(request)
+    if whole:
+        checker.authorize(principal, action, resource, source=source, event=event)
+        return ALL
+    return checker.authorize_within(principal, action, resource, source=source, event=event)

@@ -14,7 +14,7 @@ import uuid
 from sqlalchemy.exc import OperationalError
 from starlette.responses import Response
 
-from tessel.errors import (AlreadyExists, Conflict, Forbidden, InvalidInput, NotFound, QuotaExceeded,
+from tessel.errors import (AlreadyExists, Conflict, Corrupted, Forbidden, InvalidInput, NotFound, QuotaExceeded,
                            TesselError, Unauthenticated, Unavailable, Unsupported)
 
 log = logging.getLogger("tessel.dicomweb")
@@ -29,6 +29,7 @@ ERROR_TABLE: dict[type[Exception], tuple[int, str]] = {
     Unauthenticated: (401, "Unauthorized"),
     Unavailable: (503, "Service Unavailable"),
     QuotaExceeded: (413, "Payload Too Large"),
+    Corrupted: (500, "Internal Server Error"),  # stored data failed its integrity check: named, not served
 }
 INTERNAL = (500, "Internal Server Error")
 # Browsers and dicomweb-client retry a 401 with credentials when told which schemes work.

@@ -10,7 +10,7 @@ of one key are a list match.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
 
@@ -105,10 +105,12 @@ def parse_search(items: list[tuple[str, str]]) -> Search:
 
 
 def search(stores: Stores, datastore_id: str, level: str, params: Search, base_url: str,
-           scope: dict[str, str]) -> tuple[list[dict[str, Any]], bool]:
+           scope: dict[str, str],
+           visible_studies: Callable[[list[str]], set[str]] | None = None) -> tuple[list[dict[str, Any]], bool]:
     """(DICOM JSON results, whether more exist beyond the limit) for a QIDO-RS search.
 
-    `scope` holds the StudyInstanceUID / SeriesInstanceUID of the URL.
+    `scope` holds the StudyInstanceUID / SeriesInstanceUID of the URL; `visible_studies`
+    leaves out the studies the caller may not see (auth.access.visible_studies).
     """
     matches = dict(params.matches)
     for key, uid in scope.items():
@@ -117,7 +119,8 @@ def search(stores: Stores, datastore_id: str, level: str, params: Search, base_u
             return [], False  # the URL and the query disagree: nothing can match both
         matches[key] = uid
     rows = query(stores.catalog, datastore_id, level, matches, fuzzy=params.fuzzy,
-                 limit=params.limit + 1, offset=params.offset, include=params.include)
+                 limit=params.limit + 1, offset=params.offset, include=params.include,
+                 visible_studies=visible_studies)
     more = len(rows) > params.limit
     return [_to_json(row, level, base_url) for row in rows[:params.limit]], more
 

@@ -10,7 +10,7 @@ image set at the instance, series and study retrieval levels.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fastapi import APIRouter
@@ -19,6 +19,9 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from tessel import codecs
+from tessel.audit import event_of
+from tessel.auth import ALL, ImageSetScope
+from tessel.auth.access import visible_studies
 from tessel.dicomweb import access, multipart, qido, render, stow, wado
 from tessel.dicomweb import json as dicom_json
 from tessel.dicomweb.errors import error_response
@@ -42,6 +45,7 @@ class Ctx:
     path: dict[str, str]
     query: list[tuple[str, str]]
     accept: str | None
+    scope: ImageSetScope = ALL  # the image sets the caller may read here
 
     @property
     def base_url(self) -> str:
@@ -57,6 +61,27 @@ class Ctx:
 
 
 Handler = Callable[[Ctx], Response]
+
+
+def _locate(ctx: Ctx, study: str, series: str | None = None, sop: str | None = None) -> list[InstanceRef]:
+    """part10.locate, left to the image sets the caller may read (else: as if absent)."""
+    refs = part10.locate(ctx.stores.catalog, ctx.datastore_id, study, series, sop, image_set_id=ctx.image_set_id)
+    if ctx.scope.everything:
+        return refs
+    shown = ctx.scope.visible(r.image_set_id for r in refs)
+    refs = [r for r in refs if r.image_set_id in shown]
+    if not refs:
+        what = f"instance {sop}" if sop else f"series {series}" if series else f"study {study}"
+        raise NotFound(f"{what} is not in datastore {ctx.datastore_id}", study_instance_uid=study)
+    return refs
+
+
+def _check_frames(ctx: Ctx, stored: instances.StoredFrames) -> instances.StoredFrames:
+    ref = stored.ref
+    if not ctx.scope.everything and ref.image_set_id not in ctx.scope.visible([ref.image_set_id]):
+        raise NotFound(f"instance {ref.sop_instance_uid} is not in series {ref.series_instance_uid} of study "
+                       f"{ref.study_instance_uid}")
+    return stored
 
 
 def _base_url(request: Request, datastore_id: str) -> str:
@@ -80,11 +105,19 @@ def _ctx(request: Request) -> Ctx:
 
 def _endpoint(action: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
+        event = event_of(request)
+        if event is not None:
+            event.action = f"medical-imaging:{action}"  # also when authentication fails
         try:
             ctx = _ctx(request)
             principal = await access.principal(request)
-            access.authorize(principal, ctx.stores.settings, action, ctx.datastore_id)
-            return await run_in_threadpool(handler, ctx)
+
+            def call() -> Response:  # authorization may read tags: in the pool, with the handler
+                scope = access.authorize(request, principal, action, ctx.datastore_id,
+                                         study_uid=ctx.path.get("study"), series_uid=ctx.path.get("series"))
+                return handler(replace(ctx, scope=scope))
+
+            return await run_in_threadpool(call)
         except Exception as exc:  # every failure answers with a status and a reason
             return error_response(exc, action)
 
@@ -106,7 +139,8 @@ def _search(level: str, scope_keys: tuple[str, ...]) -> Handler:
         get_datastore(ctx.stores, ctx.datastore_id)
         params = qido.parse_search(ctx.query)
         scope = {names[k]: ctx.path[k] for k in scope_keys}
-        results, more = qido.search(ctx.stores, ctx.datastore_id, level, params, ctx.base_url, scope)
+        results, more = qido.search(ctx.stores, ctx.datastore_id, level, params, ctx.base_url, scope,
+                                    visible_studies(ctx.scope, ctx.stores.catalog, ctx.datastore_id))
         warning = ("The number of results exceeded the maximum supported by the server. Additional results "
                    "can be requested." if more and params.limited else
                    "There are additional results that can be requested." if more else None)
@@ -125,8 +159,7 @@ def _retrieve(ctx: Ctx) -> Response:
         part10.check_part10_syntax(syntax)
         if sop is not None:
             try:
-                (ref,) = part10.locate(ctx.stores.catalog, ctx.datastore_id, study, series, sop,
-                                       image_set_id=ctx.image_set_id)
+                (ref,) = _locate(ctx, study, series, sop)
                 doc = instances.load_document(ctx.stores, ctx.datastore_id, ref)
                 target = part10.output_transfer_syntax(instances.instance_node(doc, ref), ref, syntax)
                 data = part10.part10_from_document(ctx.stores, ctx.datastore_id, doc, ref, transfer_syntax=syntax)
@@ -139,7 +172,7 @@ def _retrieve(ctx: Ctx) -> Response:
             body = multipart.encode(boundary, [(f"application/dicom; transfer-syntax={target}", data)])
             return Response(body, media_type=multipart.related_type(boundary, wado.DICOM))
         parts = part10.study_part10(ctx.stores, ctx.datastore_id, study, series, transfer_syntax=syntax,
-                                    image_set_id=ctx.image_set_id)
+                                    image_set_id=ctx.image_set_id, refs=_locate(ctx, study, series))
         try:
             first = next(parts)  # checks every instance, so a 406 comes before the body starts
         except Unsupported as exc:
@@ -164,8 +197,7 @@ def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
 
 
 def _metadata(ctx: Ctx) -> Response:
-    refs = part10.locate(ctx.stores.catalog, ctx.datastore_id, ctx.path["study"], ctx.path.get("series"),
-                         ctx.path.get("sop"), image_set_id=ctx.image_set_id)
+    refs = _locate(ctx, ctx.path["study"], ctx.path.get("series"), ctx.path.get("sop"))
     return _json(wado.metadata(ctx.stores, ctx.datastore_id, refs, ctx.base_url))
 
 
@@ -185,8 +217,9 @@ def frame_numbers(text: str) -> list[int]:
 
 def _frames(ctx: Ctx) -> Response:
     numbers = frame_numbers(ctx.path["frames"])
-    stored = instances.get_frames(ctx.stores, ctx.datastore_id, ctx.path["study"], ctx.path["series"],
-                                  ctx.path["sop"], numbers, image_set_id=ctx.image_set_id)
+    stored = _check_frames(ctx, instances.get_frames(ctx.stores, ctx.datastore_id, ctx.path["study"],
+                                                     ctx.path["series"], ctx.path["sop"], numbers,
+                                                     image_set_id=ctx.image_set_id))
     answer = wado.negotiate_frames(stored, ctx.accept)
     data = list(wado.frame_parts(stored, answer))
     part_type = f"{answer.media_type}; transfer-syntax={answer.transfer_syntax_uid}"
@@ -199,8 +232,7 @@ def _frames(ctx: Ctx) -> Response:
 
 
 def _one_ref(ctx: Ctx) -> InstanceRef:
-    (ref,) = part10.locate(ctx.stores.catalog, ctx.datastore_id, ctx.path["study"], ctx.path["series"],
-                           ctx.path["sop"], image_set_id=ctx.image_set_id)
+    (ref,) = _locate(ctx, ctx.path["study"], ctx.path["series"], ctx.path["sop"])
     return ref
 
 
@@ -234,8 +266,9 @@ def _render_ref(ctx: Ctx, ref: InstanceRef, frame: int, *, thumbnail: bool) -> R
     quality = int(ctx.param("quality") or 90)
     if not 1 <= quality <= 100:
         raise InvalidInput("quality is between 1 and 100")
-    stored = instances.get_frames(ctx.stores, ctx.datastore_id, ref.study_instance_uid, ref.series_instance_uid,
-                                  ref.sop_instance_uid, [frame], image_set_id=ctx.image_set_id)
+    stored = _check_frames(ctx, instances.get_frames(ctx.stores, ctx.datastore_id, ref.study_instance_uid,
+                                                     ref.series_instance_uid, ref.sop_instance_uid, [frame],
+                                                     image_set_id=ctx.image_set_id))
     info = stored.info
     try:
         pixels = codecs.decode_stored(stored.data[0], info, stored.transfer_syntax_uid)
@@ -258,9 +291,7 @@ def _rendered(thumbnail: bool) -> Handler:
         if "sop" in ctx.path:
             ref = _one_ref(ctx)
             return _render_ref(ctx, ref, 1, thumbnail=thumbnail)
-        refs = [r for r in part10.locate(ctx.stores.catalog, ctx.datastore_id, ctx.path["study"],
-                                         ctx.path.get("series"), image_set_id=ctx.image_set_id)
-                if r.number_of_frames > 0]
+        refs = [r for r in _locate(ctx, ctx.path["study"], ctx.path.get("series")) if r.number_of_frames > 0]
         if not refs:
             raise NotFound("nothing here has pixel data to render")
         first_series = [r for r in refs if r.series_instance_uid == refs[0].series_instance_uid]
@@ -277,10 +308,12 @@ def _rendered(thumbnail: bool) -> Handler:
 async def _stow(request: Request) -> Response:
     study = request.path_params.get("study")
     action = "StoreDICOMStudy" if study else "StoreDICOM"
+    event = event_of(request)
+    if event is not None:
+        event.action = f"medical-imaging:{action}"
     spooled: multipart.SpooledBody | None = None
     try:
         ctx = _ctx(request)
-        settings = ctx.stores.settings
         content_type = request.headers.get("content-type", "")
         chunks = request.stream()
         if access.scheme_of(request) == "sigv4":
@@ -291,7 +324,8 @@ async def _stow(request: Request) -> Response:
             chunks = spooled.chunks()
         else:  # refuse unknown callers before reading what may be a gigabyte
             principal = await access.principal(request)
-        access.authorize(principal, settings, action, ctx.datastore_id)
+        await run_in_threadpool(access.authorize, request, principal, action, ctx.datastore_id, study_uid=study,
+                                whole=True)
         stow.request_kind(content_type)  # 415 before the body is read
         upload = await run_in_threadpool(stow.Upload, ctx.stores, ctx.datastore_id, study,
                                          request.app.state.dicomweb_stow_pool)

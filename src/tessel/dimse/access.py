@@ -9,6 +9,14 @@ Policy lives in `<data dir>/dicom-access.json`, re-read when it changes (no rest
 
 A listed caller may do what its entry says (each permission defaults to true, `hosts` to any
 address, `datastore` to the server's DIMSE datastore); "*" stands for every other AE title.
+On top of these switches an entry may name the principal the caller acts as, whose policy
+then decides each operation like any other request's (tessel.auth.access):
+
+        "PACS2": {"access_key": "TSL...", ...}          # that key's policy (and it must be Active)
+        "AI01":  {"policy": {"Statement": [...]}, ...}  # an inline IAM-style policy
+
+C-STORE is checked as medical-imaging:StoreDICOM, C-FIND as SearchDICOMStudies / Series /
+Instances by level, C-GET and C-MOVE as GetDICOMInstance, on the association's datastore.
 Callers matching no entry, or calling from a host their entry does not list, are rejected at
 association (A-ASSOCIATE-RJ). Without the file: every AE title may do everything, from
 loopback addresses only. `tessel ae allow | revoke | access` edit and show the file.
@@ -29,6 +37,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from tessel.auth.policy import Policy, parse_policy
 from tessel.errors import InvalidInput
 
 FILE_NAME = "dicom-access.json"
@@ -61,6 +70,8 @@ class Grant:
     query: bool = True
     retrieve: bool = True
     datastore: str | None = None  # id or name; None = the server's DIMSE datastore
+    access_key: str | None = None  # the access key whose policy this caller acts under
+    policy: Policy | None = None  # or an inline policy
 
     def allows(self, action: Action) -> bool:
         return bool(getattr(self, action.value))
@@ -73,6 +84,8 @@ class _Entry:
     query: bool
     retrieve: bool
     datastore: str | None
+    access_key: str | None = None
+    policy: Policy | None = None
 
 
 _LOOPBACK: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (
@@ -106,7 +119,7 @@ def _flag(entry: dict[str, Any], name: str, where: str) -> bool:
 def _entry(raw: Any, where: str) -> _Entry:
     if not isinstance(raw, dict):
         raise InvalidInput(f"{where} must be an object")
-    unknown = set(raw) - {"hosts", "store", "query", "retrieve", "datastore"}
+    unknown = set(raw) - {"hosts", "store", "query", "retrieve", "datastore", "access_key", "policy"}
     if unknown:
         raise InvalidInput(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
     hosts = raw.get("hosts")
@@ -121,8 +134,17 @@ def _entry(raw: Any, where: str) -> _Entry:
     datastore = raw.get("datastore")
     if datastore is not None and not isinstance(datastore, str):
         raise InvalidInput(f"{where}: 'datastore' must be a datastore id or name")
+    access_key = raw.get("access_key")
+    if access_key is not None and (not isinstance(access_key, str) or not access_key):
+        raise InvalidInput(f"{where}: 'access_key' must be an access key id")
+    if access_key is not None and "policy" in raw:
+        raise InvalidInput(f"{where}: give 'access_key' or 'policy', not both")
+    try:
+        policy = parse_policy(raw["policy"]) if "policy" in raw else None
+    except InvalidInput as exc:
+        raise InvalidInput(f"{where}: policy: {exc.message}") from None
     return _Entry(networks, _flag(raw, "store", where), _flag(raw, "query", where),
-                  _flag(raw, "retrieve", where), datastore)
+                  _flag(raw, "retrieve", where), datastore, access_key, policy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +193,8 @@ class AccessPolicy:
             return Decision(None, Reject.CALLING_AE)
         if not _in(host, entry.hosts):
             return Decision(None, Reject.HOST)
-        return Decision(Grant(title, entry.store, entry.query, entry.retrieve, entry.datastore))
+        return Decision(Grant(title, entry.store, entry.query, entry.retrieve, entry.datastore,
+                              entry.access_key, entry.policy))
 
 
 class AccessFile:

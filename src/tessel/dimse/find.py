@@ -28,8 +28,10 @@ UNIQUE_KEYS = {"PATIENT": ("PatientID",), "STUDY": ("StudyInstanceUID",),
 
 
 def find(stores: Stores, datastore_id: str | None, model_uid: str, request: Dataset, ae_title: str,
-         is_cancelled: Callable[[], bool]) -> Iterator[tuple[int, Dataset | None]]:
-    """Pending (status, identifier) pairs, one per match; pynetdicom sends the final Success."""
+         is_cancelled: Callable[[], bool],
+         visible_studies: Callable[[list[str]], set[str]] | None = None) -> Iterator[tuple[int, Dataset | None]]:
+    """Pending (status, identifier) pairs, one per match; pynetdicom sends the final Success.
+    `visible_studies` leaves out studies the caller may not see (tessel.auth.access)."""
     req = query_request(request, allow_patient_level=model_uid == PatientRootQueryRetrieveInformationModelFind)
     if datastore_id is None:
         return  # no datastore yet: nothing matches
@@ -38,7 +40,7 @@ def find(stores: Stores, datastore_id: str | None, model_uid: str, request: Data
         if unique not in keys:
             keys.append(unique)
     rows: list[dict[str, Any]] = query(stores.catalog, datastore_id, req.level, req.matches,
-                                       include=set(keys))
+                                       include=set(keys), visible_studies=visible_studies)
     for row in rows:
         if is_cancelled():
             yield CANCEL, None

@@ -71,8 +71,10 @@ def _joined(uids: Sequence[str]) -> str:
     return "\\".join(uids)
 
 
-def targets(stores: Stores, datastore_id: str | None, model_uid: str, request: Dataset) -> list[Target]:
-    """The instances a C-GET/C-MOVE identifier names, in study/series/instance order, once each."""
+def targets(stores: Stores, datastore_id: str | None, model_uid: str, request: Dataset, *,
+            visible: Callable[[list[str]], set[str]] | None = None) -> list[Target]:
+    """The instances a C-GET/C-MOVE identifier names, in study/series/instance order, once each;
+    `visible` (image set ids -> those the caller may read) leaves the others out."""
     raw_level = str(request.get("QueryRetrieveLevel") or "").strip().upper()
     if raw_level not in LEVELS or (raw_level == "PATIENT" and model_uid not in PATIENT_ROOT):
         raise IdentifierMismatch(f"Query/Retrieve Level {raw_level or '(none)'!r} is not valid for this "
@@ -120,6 +122,9 @@ def targets(stores: Stores, datastore_id: str | None, model_uid: str, request: D
             refs = locate(catalog, datastore_id, study, series_uid, sop)
         except NotFound:
             continue
+        if visible is not None:
+            shown = visible([r.image_set_id for r in refs])
+            refs = [r for r in refs if r.image_set_id in shown]
         for ref in refs:
             found.setdefault(ref.sop_instance_uid, _target(ref))
     return list(found.values())

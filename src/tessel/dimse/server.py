@@ -16,6 +16,7 @@ import logging
 import socket
 import socketserver
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,14 +31,18 @@ from pynetdicom.dimse_messages import N_ACTION_RSP
 from pynetdicom.sop_class import StorageCommitmentPushModel, Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
+from tessel.audit import AuditLog, Event, Interface, Outcome
+from tessel.auth import Access, KeyStatus, KeyStore, Principal, Resource
+from tessel.auth.access import ImageSetScope, visible_studies
 from tessel.codecs.syntaxes import LOSSLESS_FORMATS
 from tessel.config import Settings
 from tessel.dicom.syntaxes import SYNTAXES as READABLE_SYNTAXES
 from tessel.dimse import commitment, find, retrieve
-from tessel.dimse.access import AccessFile, Action, Grant
+from tessel.dimse.access import AccessFile, Action, Grant, Reject
 from tessel.dimse.datasets import commitment_request, part10
 from tessel.dimse.peers import get_peer
-from tessel.dimse.status import (NOT_AUTHORIZED, SOP_CLASS_MISMATCH_WARNING, SUCCESS, IdentifierMismatch,
+from tessel.dimse.status import (CANCEL, NOT_AUTHORIZED, PENDING, SOP_CLASS_MISMATCH_WARNING, SUCCESS,
+                                 IdentifierMismatch,
                                  MoveDestinationUnknown, Service, failure, guard, guarded, status,
                                  store_warning)
 from tessel.dimse.spool import FOLDER as SPOOL_FOLDER
@@ -58,6 +63,7 @@ _UNCOMPRESSED = {ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplici
 COMMITMENT_FLUSH_SECONDS = 120.0
 # What senders may put in one PDU: large PDUs cost pynetdicom fewer passes per instance.
 MAX_PDU_SIZE = 1 << 20
+MAX_ASSOCIATIONS_PER_HOST = 16  # at once, from one address: one busy or looping peer cannot take them all
 READ_FLUSH_SECONDS = 30.0
 
 
@@ -87,6 +93,7 @@ class Session:
 
     grant: Grant
     address: str
+    principal: Principal
     datastore_id: str | None = None
     datastore_resolved: bool = False
     options: StagingOptions | None = None  # how instances stored into datastore_id are staged
@@ -95,12 +102,18 @@ class Session:
 
 
 class DimseServer:
-    def __init__(self, stores: Stores, settings: Settings | None = None, *, queue: StoreQueue | None = None) -> None:
+    def __init__(self, stores: Stores, settings: Settings | None = None, *, queue: StoreQueue | None = None,
+                 keys: KeyStore | None = None, authz: Access | None = None, audit: AuditLog | None = None) -> None:
         self.stores = stores
         self.settings = settings or stores.settings
         self.queue = queue or StoreQueue(stores, Spool(self.settings.data_dir / SPOOL_FOLDER),
                                          workers=self.settings.resolved_workers)
         self.access = AccessFile(self.settings.data_dir)
+        # Callers mapped to an access key or policy are authorized like any other request.
+        assert keys is not None or stores.crypto is not None
+        self.keys = keys or KeyStore(stores.catalog, stores.crypto)  # type: ignore[arg-type]
+        self.authz = authz or Access(stores.catalog, self.settings)
+        self.audit = audit  # every association and DIMSE request is recorded there (when given)
         self.ae: AE | None = None
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -219,6 +232,51 @@ class DimseServer:
     def _allowed(self, session: Session | None, action: Action) -> bool:
         return session is not None and session.grant.allows(action)
 
+    def _principal(self, grant: Grant) -> Principal | None:
+        """Who a caller acts as: its mapped access key (None if that key is not Active), its
+        inline policy, or else an AE principal limited only by the access file's switches."""
+        name = f"AE {grant.calling_ae_title}"
+        if grant.access_key is not None:
+            key = self.keys.get(grant.access_key)
+            if key is None or key.status != KeyStatus.ACTIVE:
+                return None
+            return Principal(key.access_key_id, f"{key.name} (AE {grant.calling_ae_title})", key.policy, "dimse")
+        return Principal(f"ae:{grant.calling_ae_title}", name, grant.policy, "dimse")
+
+    def _scope(self, session: Session, action: str, datastore_id: str | None,
+               event: Event | None = None) -> ImageSetScope | None:
+        """The image sets this association may read for `action`; None: nothing (answered as
+        no match, so a refused datastore looks like an empty one)."""
+        if datastore_id is None:
+            return None
+        try:
+            return self.authz.authorize_within(session.principal, action, Resource(datastore_id),
+                                               source=session.address, event=event)
+        except NotFound:
+            return None
+
+    # -- the audit trail ----------------------------------------------------------------------
+
+    def _event(self, session: Session | None, service: str, **ids: Any) -> Event:
+        event = Event(Interface.DIMSE.value, action=f"dimse:{service}", source=session.address if session else None,
+                      datastore_id=session.datastore_id if session else None, **ids)
+        if session is not None:
+            event.set_principal(session.principal)
+        return event
+
+    def _record(self, event: Event, status: int, started: float) -> None:
+        if self.audit is None:
+            return
+        event.status = status
+        event.duration_ms = (time.monotonic() - started) * 1000
+        if status == NOT_AUTHORIZED:
+            event.outcome = Outcome.DENIED.value
+        elif status in (SUCCESS, PENDING, CANCEL) or status & 0xF000 == 0xB000:
+            event.outcome = event.outcome or Outcome.ALLOWED.value
+        elif event.outcome != Outcome.DENIED.value:
+            event.outcome = (Outcome.INVALID if status & 0xFF00 == 0xA900 or status == 0xC000 else Outcome.ERROR).value
+        self.audit.record(event)
+
     @staticmethod
     def _refused(session: Session | None, action: Action) -> Dataset:
         who = session.grant.calling_ae_title if session else "this association"
@@ -231,15 +289,40 @@ class DimseServer:
         rq = assoc.requestor.primitive
         calling = str(rq.calling_ae_title or "").strip()
         host = str(assoc.requestor.address)
+        started = time.monotonic()
+        event = Event(Interface.DIMSE.value, action="dimse:A-ASSOCIATE", principal=f"ae:{calling}"[:128],
+                      principal_name="(not authenticated)", auth="dimse", source=host)
         try:
+            with self._lock:
+                from_host = sum(1 for session in self._sessions.values() if session.address == host)
+            if from_host >= MAX_ASSOCIATIONS_PER_HOST:
+                log.warning("DIMSE: rejected %s from %s: %d associations from that address already",
+                            calling, host, from_host)
+                assoc.acse.send_reject(0x02, 0x03, 0x02)  # transient, service provider: local limit exceeded
+                assoc.kill()
+                event.detail = f"association rejected: {from_host} associations from {host} already"
+                event.outcome = Outcome.DENIED.value
+                self._record(event, 0xA700, started)
+                return
             decision = self.access.policy().decide(calling, host)
             if decision.grant is None:
                 assert decision.reject is not None
                 log.info("DIMSE: rejected %s from %s: %s", calling, host, decision.reject.value)
                 _reject(assoc, 0x01, decision.reject.diagnostic)
+                event.detail = f"association rejected: {decision.reject.value}"
+                self._record(event, NOT_AUTHORIZED, started)
+                return
+            principal = self._principal(decision.grant)
+            if principal is None:
+                log.info("DIMSE: rejected %s from %s: its access key is unknown or disabled", calling, host)
+                _reject(assoc, 0x01, Reject.CALLING_AE.diagnostic)
+                event.detail = "association rejected: the mapped access key is unknown or disabled"
+                self._record(event, NOT_AUTHORIZED, started)
                 return
             with self._lock:
-                self._sessions[assoc] = Session(decision.grant, host)
+                self._sessions[assoc] = Session(decision.grant, host, principal)
+            event.set_principal(principal)
+            self._record(event, SUCCESS, started)
             _withhold_services(assoc, decision.grant)
             _prefer_syntaxes(assoc)
         except Exception:  # fail closed: an association we could not vet is not accepted
@@ -261,17 +344,23 @@ class DimseServer:
     # -- services -----------------------------------------------------------------------------
 
     def _on_echo(self, event: Any) -> int:
+        self._record(self._event(self._session(event.assoc), "C-ECHO"), SUCCESS, time.monotonic())
         return SUCCESS
 
     def _on_store(self, event: Any) -> Dataset | int:
         session = self._session(event.assoc)
+        started = time.monotonic()
+        record = self._event(session, "C-STORE", sop_uid=str(event.request.AffectedSOPInstanceUID)[:64])
         if not self._allowed(session, Action.STORE):
+            self._record(record, NOT_AUTHORIZED, started)
             return self._refused(session, Action.STORE)
         assert session is not None
 
         def work() -> Dataset | int:
             datastore_id = self._datastore(session, create=True)
             assert datastore_id is not None
+            self.authz.authorize(session.principal, "StoreDICOM", Resource(datastore_id), source=session.address,
+                                 event=record)
             if session.options is None or session.options.datastore_id != datastore_id:
                 session.options = staging_options(self.stores, datastore_id)
             if session.segment is None or session.segment.full or session.segment.closed:
@@ -279,11 +368,13 @@ class DimseServer:
                     self.queue.end_segment(session.segment)
                 session.segment = self.queue.open_segment()
             request = event.request
+            record.bytes_in = len(request.DataSet.getvalue())
             data = part10(request.DataSet.getvalue(), str(request.AffectedSOPClassUID),
                           str(request.AffectedSOPInstanceUID), str(event.context.transfer_syntax),
                           session.grant.calling_ae_title, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME)
             stored = self.queue.store(session.segment, datastore_id, session.options, data,
                                       expect_sop_instance_uid=str(request.AffectedSOPInstanceUID))
+            record.study_uid, record.series_uid = stored.study_instance_uid, stored.series_instance_uid
             warning = store_warning(stored.warnings)
             if warning is not None:
                 return warning
@@ -291,7 +382,9 @@ class DimseServer:
                 return status(SOP_CLASS_MISMATCH_WARNING, f"data set SOP Class UID is {stored.sop_class_uid}")
             return SUCCESS
 
-        return guard(Service.STORE, work)
+        answer = guard(Service.STORE, work)
+        self._record(record, answer if isinstance(answer, int) else int(answer.Status), started)
+        return answer
 
     def _reading(self, session: Session) -> str | None:
         """The datastore to read, with this datastore's queued C-STOREs committed first."""
@@ -302,43 +395,77 @@ class DimseServer:
 
     def _on_find(self, event: Any) -> Iterator[tuple[Any, Any]]:
         session = self._session(event.assoc)
+        started = time.monotonic()
+        record = self._event(session, "C-FIND")
         if not self._allowed(session, Action.QUERY):
+            self._record(record, NOT_AUTHORIZED, started)
             yield self._refused(session, Action.QUERY), None
             return
         assert session is not None
 
         def results() -> Iterator[tuple[Any, Any]]:
             datastore_id = self._reading(session)
-            yield from find.find(self.stores, datastore_id, str(event.request.AffectedSOPClassUID),
-                                 event.identifier, self.ae_title, lambda: bool(event.is_cancelled))
+            identifier = event.identifier
+            level = str(identifier.get("QueryRetrieveLevel") or "").strip().upper()
+            action = {"SERIES": "SearchDICOMSeries", "IMAGE": "SearchDICOMInstances"}.get(level, "SearchDICOMStudies")
+            scope = self._scope(session, action, datastore_id, record)
+            visible = visible_studies(scope, self.stores.catalog, datastore_id) if scope and datastore_id else None
+            yield from find.find(self.stores, datastore_id if scope is not None else None,
+                                 str(event.request.AffectedSOPClassUID), identifier, self.ae_title,
+                                 lambda: bool(event.is_cancelled), visible_studies=visible)
 
-        yield from guarded(Service.FIND, results())
+        matches, last = 0, SUCCESS
+        for answer in guarded(Service.FIND, results()):
+            code = answer[0] if isinstance(answer[0], int) else int(getattr(answer[0], "Status", SUCCESS))
+            matches += code == PENDING
+            last = code if code != PENDING else last
+            yield answer
+        record.detail = f"{matches} match(es)"  # the query's keys are not recorded: they may be PHI
+        self._record(record, last, started)
 
-    def _targets(self, event: Any, session: Session) -> tuple[str | None, list[retrieve.Target]]:
+    def _targets(self, event: Any, session: Session,
+                 record: Event | None = None) -> tuple[str | None, list[retrieve.Target]]:
         datastore_id = self._reading(session)
-        return datastore_id, retrieve.targets(self.stores, datastore_id, str(event.request.AffectedSOPClassUID),
-                                              event.identifier)
+        scope = self._scope(session, "GetDICOMInstance", datastore_id, record)
+        found = retrieve.targets(self.stores, datastore_id if scope is not None else None,
+                                 str(event.request.AffectedSOPClassUID), event.identifier,
+                                 visible=None if scope is None or scope.everything else scope.visible)
+        return datastore_id, found
 
     def _on_get(self, event: Any) -> Iterator[Any]:
         session = self._session(event.assoc)
+        started = time.monotonic()
+        record = self._event(session, "C-GET")
         try:
             if not self._allowed(session, Action.RETRIEVE):
                 raise _Refusal(self._refused(session, Action.RETRIEVE))
             assert session is not None
-            datastore_id, found = self._targets(event, session)
+            datastore_id, found = self._targets(event, session, record)
         except Exception as exc:  # before the count: report it as the one (failed) sub-operation
+            answer = exc.answer if isinstance(exc, _Refusal) else failure(exc, Service.RETRIEVE)
+            self._record(record, int(answer.Status), started)
             yield 1
-            yield (exc.answer if isinstance(exc, _Refusal) else failure(exc, Service.RETRIEVE)), None
+            yield answer, None
             return
+        _name_targets(record, found)
+        if not found:  # pynetdicom reads no further than a count of 0
+            self._record(record, SUCCESS, started)
         yield len(found)
+        last = SUCCESS
         if found:
             assert datastore_id is not None
-            yield from guarded(Service.RETRIEVE, retrieve.sub_operations(
-                self.stores, datastore_id, found, lambda: event.assoc, lambda: bool(event.is_cancelled)))
+            for answer in guarded(Service.RETRIEVE, retrieve.sub_operations(
+                    self.stores, datastore_id, found, lambda: event.assoc, lambda: bool(event.is_cancelled))):
+                code = answer[0] if isinstance(answer[0], int) else int(getattr(answer[0], "Status", SUCCESS))
+                last = code if code != PENDING else last
+                yield answer
+            self._record(record, last, started)
 
     def _on_move(self, event: Any) -> Iterator[Any]:
         session = self._session(event.assoc)
         sub = retrieve.SubAssociation()
+        started = time.monotonic()
+        record = self._event(session, "C-MOVE")
         try:
             if not self._allowed(session, Action.RETRIEVE):
                 raise _Refusal(self._refused(session, Action.RETRIEVE))
@@ -348,27 +475,42 @@ class DimseServer:
             if peer is None:
                 log.info("DIMSE: C-MOVE to unknown destination %r (tessel ae add NAME HOST PORT)", name)
                 raise MoveDestinationUnknown(f"move destination {name!r} is not registered")
-            datastore_id, found = self._targets(event, session)
-        except (MoveDestinationUnknown, _Refusal):
+            record.detail = f"to {name}"
+            datastore_id, found = self._targets(event, session, record)
+        except (MoveDestinationUnknown, _Refusal) as exc:
             # 0xA801 Move Destination Unknown. (Callers without retrieve rights never get here:
             # their association was not offered the C-MOVE contexts.)
+            self._record(record, NOT_AUTHORIZED if isinstance(exc, _Refusal) else 0xA801, started)
             yield None, None
             return
         except Exception as exc:  # reported as the one (failed) sub-operation
+            answer = failure(exc, Service.RETRIEVE)
+            self._record(record, int(answer.Status), started)
             yield retrieve.destination(peer, [], sub)
             yield 1
-            yield failure(exc, Service.RETRIEVE), None
+            yield answer, None
             return
+        _name_targets(record, found)
+        if not found:  # pynetdicom reads no further than a count of 0
+            self._record(record, SUCCESS, started)
         yield retrieve.destination(peer, found, sub)
         yield len(found)
+        last = SUCCESS
         if found:
             assert datastore_id is not None
-            yield from guarded(Service.RETRIEVE, retrieve.sub_operations(
-                self.stores, datastore_id, found, lambda: sub.assoc, lambda: bool(event.is_cancelled)))
+            for answer in guarded(Service.RETRIEVE, retrieve.sub_operations(
+                    self.stores, datastore_id, found, lambda: sub.assoc, lambda: bool(event.is_cancelled))):
+                code = answer[0] if isinstance(answer[0], int) else int(getattr(answer[0], "Status", SUCCESS))
+                last = code if code != PENDING else last
+                yield answer
+            self._record(record, last, started)
 
     def _on_action(self, event: Any) -> tuple[Dataset | int, Dataset | None]:
         session = self._session(event.assoc)
+        started = time.monotonic()
+        record = self._event(session, "N-ACTION")
         if not self._allowed(session, Action.STORE):
+            self._record(record, NOT_AUTHORIZED, started)
             return self._refused(session, Action.STORE), None
         assert session is not None and self.ae is not None
         ae = self.ae
@@ -388,6 +530,7 @@ class DimseServer:
             return SUCCESS
 
         result = guard(Service.COMMIT, work)
+        self._record(record, result if isinstance(result, int) else int(result.Status), started)
         return result, None
 
 
@@ -403,6 +546,17 @@ def start_server(stores: Stores, settings: Settings | None = None, *, block: boo
         finally:
             server.stop()
     return server
+
+
+def _name_targets(record: Event, found: list[retrieve.Target]) -> None:
+    """The study (and series, instance) a retrieve sent, when it sent from one."""
+    studies = {t.study_instance_uid for t in found}
+    record.detail = ((record.detail or "") + f" {len(found)} instance(s)").strip()
+    if len(studies) == 1:
+        record.study_uid = next(iter(studies))
+        series = {t.series_instance_uid for t in found}
+        record.series_uid = next(iter(series)) if len(series) == 1 else None
+        record.sop_uid = found[0].sop_instance_uid if len(found) == 1 else None
 
 
 class _Refusal(Exception):

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tessel.blobs import BlobStore, open_blob_store
+from tessel.blobs import BlobStore
 from tessel.config import Settings
 from tessel.dicom import read_instance_bytes
 from tessel.dicom.models import ParsedInstance
@@ -58,7 +58,7 @@ from tessel.errors import NotFound, TesselError, Unavailable
 from tessel.ingest.assemble import assemble
 from tessel.ingest.staging import StagingOptions, stage_bytes, stage_parsed
 from tessel.lifecycle.datastores import get_datastore, lossless_syntax
-from tessel.stores import Stores
+from tessel.stores import Stores, open_worker_blobs
 
 log = logging.getLogger("tessel.dimse")
 
@@ -77,6 +77,8 @@ class Stored:
     sop_class_uid: str | None
     sop_instance_uid: str | None
     warnings: tuple[dict[str, Any], ...]
+    study_instance_uid: str | None = None  # for the audit trail
+    series_instance_uid: str | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -128,7 +130,7 @@ _worker_blobs: BlobStore | None = None
 
 def _worker_init(settings: Settings) -> None:
     global _worker_blobs
-    _worker_blobs = open_blob_store(settings.resolved_blob_url, settings)
+    _worker_blobs = open_worker_blobs(settings)  # encrypted as the server's own blobs
 
 
 def _stage_spooled(path: str, offset: int, length: int, options: StagingOptions) -> tuple[bool, Any]:
@@ -244,7 +246,8 @@ class StoreQueue:
             with self._cond:
                 self._backlog_bytes += len(data)
             self._to_stage.put(entry)
-        return Stored(parsed.sop_class_uid, parsed.sop_instance_uid, warnings)
+        return Stored(parsed.sop_class_uid, parsed.sop_instance_uid, warnings, parsed.study_instance_uid,
+                      parsed.series_instance_uid)
 
     def _enqueue(self, segment: Segment, datastore_id: str, offset: int, length: int, *,
                  options: StagingOptions | None = None, recovered: bool = False) -> _Entry:

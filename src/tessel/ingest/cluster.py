@@ -25,15 +25,15 @@ import secrets
 import time
 from concurrent.futures import CancelledError
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from tessel.blobs import open_blob_store
 from tessel.catalog import Catalog
 from tessel.catalog.models import ImportJob
 from tessel.config import Secret, Settings
 from tessel.ingest.jobs import CRASHED, ClusterUnavailable, failure, stage_one
 from tessel.ingest.staging import StagingOptions
-from tessel.stores import Stores
+from tessel.stores import Stores, data_keys, encrypted_blobs
 
 PARTITION_FILES = 32  # files per task at most: a lost task costs little, the scheduler is not flooded
 PARTITION_BYTES = 256 * 1024 * 1024
@@ -53,6 +53,8 @@ class WorkerConfig:
     s3_endpoint_url: str | None
     s3_access_key_id: str | None
     s3_secret_access_key: Secret | None
+    master_key_file: str  # wraps the data keys; workers on other hosts need it at the same path
+    encryption_at_rest: bool
 
     @classmethod
     def of(cls, settings: Settings) -> "WorkerConfig":
@@ -60,11 +62,14 @@ class WorkerConfig:
         # this host can use (workers on other hosts need PostgreSQL and S3).
         return cls(catalog_url=settings.resolved_catalog_url, blob_url=settings.resolved_blob_url,
                    s3_endpoint_url=settings.s3_endpoint_url, s3_access_key_id=settings.s3_access_key_id,
-                   s3_secret_access_key=settings.s3_secret_access_key)
+                   s3_secret_access_key=settings.s3_secret_access_key,
+                   master_key_file=str(settings.resolved_master_key_file.resolve()),
+                   encryption_at_rest=settings.encryption_at_rest)
 
     def settings(self) -> Settings:
         return Settings(catalog_url=self.catalog_url, blob_url=self.blob_url, s3_endpoint_url=self.s3_endpoint_url,
-                        s3_access_key_id=self.s3_access_key_id, s3_secret_access_key=self.s3_secret_access_key)
+                        s3_access_key_id=self.s3_access_key_id, s3_secret_access_key=self.s3_secret_access_key,
+                        master_key_file=Path(self.master_key_file), encryption_at_rest=self.encryption_at_rest)
 
 
 # -- the worker side ------------------------------------------------------------------------------
@@ -78,8 +83,9 @@ def _stores(config: WorkerConfig) -> Stores:
     stores = _worker_stores.get(config)
     if stores is None:
         settings = config.settings()
-        stores = _worker_stores[config] = Stores(settings, Catalog.open(config.catalog_url, pool_size=2),
-                                                 open_blob_store(config.blob_url, settings))
+        catalog = Catalog.open(config.catalog_url, pool_size=2)
+        blobs = encrypted_blobs(settings, data_keys(settings, catalog))  # as the server's own blobs
+        stores = _worker_stores[config] = Stores(settings, catalog, blobs)
     return stores
 
 

@@ -31,7 +31,7 @@ from tessel.ingest.assemble import Placement, assemble
 from tessel.ingest.locations import parse_location
 from tessel.ingest.staging import StagingOptions, stage_file
 from tessel.lifecycle.datastores import get_datastore, lossless_syntax
-from tessel.stores import Stores
+from tessel.stores import Stores, open_worker_blobs
 
 log = logging.getLogger("tessel.jobs")
 
@@ -265,8 +265,10 @@ def _worker_init(blob_url: str, settings: Settings | None = None) -> None:
     # Settings travel to the worker (S3 endpoint and credentials); clients cannot be pickled.
     global _worker_blobs, _worker_settings, _worker_s3
     _worker_settings, _worker_s3 = settings, None
-    # Frames are written without an fsync each; `_record` syncs the store once per batch.
-    _worker_blobs = open_blob_store(blob_url, settings, fsync=False)
+    # Blobs are encrypted with the datastore's data key (the worker reads it from the catalog);
+    # frames are written without an fsync each: `_record` syncs the store once per batch.
+    _worker_blobs = (open_worker_blobs(settings, fsync=False) if settings is not None
+                     else open_blob_store(blob_url, settings, fsync=False))
 
 
 def _source_client() -> S3Client:

@@ -52,11 +52,13 @@ class FileLocation:
         if self.root.is_file():
             yield str(self.root), self.root.stat().st_size
             return
+        root = self.root.resolve()
         for dirpath, dirs, names in os.walk(self.root):
             dirs.sort()
             for name in sorted(names):
                 path = os.path.join(dirpath, name)
-                if os.path.isfile(path):
+                # A symbolic link out of the folder would read what the import roots keep out.
+                if os.path.isfile(path) and (not os.path.islink(path) or Path(path).resolve().is_relative_to(root)):
                     yield path, os.path.getsize(path)
 
     def child(self, name: str) -> "FileLocation":

@@ -26,7 +26,8 @@ from tessel.catalog.sql.tables import frame_deletions
 from tessel.catalog.sql.tables import tags as tag_rows
 from tessel.codecs import HTJ2K_LOSSLESS_RPCL, J2K_LOSSLESS
 from tessel.config import Settings
-from tessel.errors import Conflict, NotFound, TesselError
+from tessel.crypto import datastore_key_name, key_name_from_arn
+from tessel.errors import Conflict, InvalidInput, NotFound, TesselError
 from tessel.stores import Stores
 
 log = logging.getLogger("tessel.lifecycle")
@@ -66,6 +67,13 @@ def create_datastore(stores: Stores, name: str, *, client_token: str | None = No
             if not same or (tags and stores.catalog.get_tags(datastore_arn(stores.settings, existing.id)) != tags):
                 raise Conflict(f"clientToken {client_token} was already used for a different datastore")
             return existing
+    if kms_key_arn is not None and stores.crypto is not None:
+        master = key_name_from_arn(kms_key_arn)
+        if not stores.crypto.keyring.has(master):
+            stores.crypto.keyring.refresh()
+        if not stores.crypto.keyring.has(master):
+            raise InvalidInput(f"kmsKeyArn {kms_key_arn} names master key {master!r}, which is not in the "
+                               f"keyring; create it first: tessel master-key create {master}")
     now = time.time()
     ds = Datastore(id=DatastoreId(secrets.token_hex(16)), name=name, status=DatastoreStatus.CREATING,
                    lossless_storage_format=lossless_storage_format, kms_key_arn=kms_key_arn,
@@ -75,6 +83,8 @@ def create_datastore(stores: Stores, name: str, *, client_token: str | None = No
         stores.catalog.insert_datastore(conn, ds)
         if tags:
             stores.catalog.set_tags(conn, datastore_arn(stores.settings, ds.id), tags)
+    if stores.crypto is not None:  # its data key, wrapped by the master key kmsKeyArn names
+        stores.crypto.secret(datastore_key_name(ds.id))
     return _finish_creating(stores, ds)
 
 
@@ -148,6 +158,8 @@ def _finish_deleting(stores: Stores, ds: Datastore) -> Datastore:
         conn.execute(sa.delete(tag_rows).where(sa.or_(  # its image sets' tags too
             tag_rows.c.resource_arn == arn, tag_rows.c.resource_arn.startswith(arn + "/"))))
         stores.catalog.set_datastore_status(conn, ds.id, DatastoreStatus.DELETED, time.time())
+        if stores.crypto is not None:  # crypto-shredding: copies of its blobs anywhere become unreadable
+            stores.crypto.forget(conn, datastore_key_name(ds.id))
     found = stores.catalog.get_datastore(ds.id)
     assert found is not None
     return found

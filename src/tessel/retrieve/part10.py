@@ -56,15 +56,16 @@ def instance_part10(stores: Stores, datastore_id: str, study_uid: str, series_ui
 
 
 def study_part10(stores: Stores, datastore_id: str, study_uid: str, series_uid: str | None = None, *,
-                 transfer_syntax: str | None = None,
-                 image_set_id: str | None = None) -> Iterator[tuple[InstanceRef, str, bytes]]:
+                 transfer_syntax: str | None = None, image_set_id: str | None = None,
+                 refs: list[InstanceRef] | None = None) -> Iterator[tuple[InstanceRef, str, bytes]]:
     """Every instance of a study (or of one series), one at a time: (ref, its transfer syntax,
     Part 10 bytes).
 
     Checks that each can be produced in `transfer_syntax` before the first is yielded, so a
     multipart response fails (406) before it starts.
     """
-    refs = locate(stores.catalog, datastore_id, study_uid, series_uid, image_set_id=image_set_id)
+    if refs is None:  # `refs`: already located (and left to what the caller may read)
+        refs = locate(stores.catalog, datastore_id, study_uid, series_uid, image_set_id=image_set_id)
     if transfer_syntax not in (None, "*"):
         for ref in refs:
             node = instance_node(load_document(stores, datastore_id, ref), ref)

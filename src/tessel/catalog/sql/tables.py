@@ -6,7 +6,7 @@ ranges and sorts are plain numeric comparisons on every database.
 
 from __future__ import annotations
 
-from sqlalchemy import (Boolean, Column, Float, Index, Integer, LargeBinary, MetaData, String,
+from sqlalchemy import (BigInteger, Boolean, Column, Float, Index, Integer, LargeBinary, MetaData, String,
                         Table, Text)
 
 metadata = MetaData()
@@ -294,4 +294,63 @@ dicom_peers = Table(
     Column("port", Integer, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+)
+
+# -- security (crypto/datakeys.py, audit/; migration 0007) ------------------------------------------
+
+# Data keys: random 256-bit keys, each wrapped (AES-256-GCM) by a version of a master key from the
+# keyring file. `datastore/<id>` encrypts that datastore's blobs; `access-keys` the stored secrets;
+# `audit-chain` keys the audit trail's hash chain. algorithm "none": a datastore created with
+# encryption at rest turned off (its blobs are stored as they are).
+data_keys = Table(
+    "data_keys", metadata,
+    Column("name", String(128), primary_key=True),
+    Column("algorithm", String(16), nullable=False),   # AES-256-GCM | none
+    Column("master_key", String(128), nullable=False),  # master key name (kmsKeyArn's key/NAME)
+    Column("master_version", String(16), nullable=False),
+    Column("wrapped", LargeBinary, nullable=False),     # nonce + AES-GCM(master, data key)
+    Column("created_at", Float, nullable=False),
+    Column("rewrapped_at", Float),
+)
+
+# The audit trail: one row per request on every interface, append-only, hash-chained: `hash` is
+# HMAC-SHA256 (key: the `audit-chain` data key) over the previous record's hash and this record.
+audit_records = Table(
+    "audit_records", metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("time", Float, nullable=False),
+    Column("principal", String(256), nullable=False),   # access key id, oidc:<sub>, ae:<title>, anonymous
+    Column("principal_name", String(256)),
+    Column("auth", String(16)),                         # sigv4 | basic | bearer | oidc | dimse | none
+    Column("source", String(128)),                      # the peer's address
+    Column("interface", String(16), nullable=False),    # ahi | dicomweb | dimse | viewer
+    Column("action", String(64), nullable=False),       # medical-imaging:GetImageFrame, ...
+    Column("datastore_id", String(32)),
+    Column("image_set_id", String(32)),
+    Column("study_uid", String(64)),
+    Column("series_uid", String(64)),
+    Column("sop_uid", String(64)),
+    Column("patient_id", String(512)),
+    Column("outcome", String(16), nullable=False),      # allowed | denied | invalid | error
+    Column("status", Integer),                          # HTTP status or DIMSE status
+    Column("bytes_in", BigInteger, nullable=False, default=0),
+    Column("bytes_out", BigInteger, nullable=False, default=0),
+    Column("duration_ms", Float),
+    Column("detail", Text),                             # why denied / failed; never PHI values
+    Column("request_id", String(64)),
+    Column("hash", String(64), nullable=False),
+)
+Index("ix_audit_time", audit_records.c.time)
+Index("ix_audit_principal", audit_records.c.principal, audit_records.c.time)
+Index("ix_audit_image_set", audit_records.c.image_set_id)
+Index("ix_audit_patient", audit_records.c.patient_id)
+Index("ix_audit_outcome", audit_records.c.outcome, audit_records.c.time)
+
+# The chain's head (one row): writers lock it, so concurrent servers on one catalog extend one
+# chain; a record removed from the end shows as a head that names a missing record.
+audit_head = Table(
+    "audit_head", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
 )
