@@ -15,7 +15,7 @@ from fastapi.responses import PlainTextResponse
 
 from starlette.middleware.cors import CORSMiddleware
 
-from tessel import __version__, ahi, dicomweb, documents
+from tessel import __version__, ahi, dicomweb, documents, viewer
 from tessel.catalog import query
 from tessel.auth import KeyStore, bootstrap
 from tessel.config import Settings
@@ -121,13 +121,16 @@ def create_app(settings: Settings, stores: Stores | None = None, *, no_auth: boo
         return "\n".join(lines) + "\n"
 
     dicomweb.install(app, no_auth=no_auth)  # /datastore/{datastoreId}/studies..., before the AHI catch-alls
+    viewer.install(app)  # /viewer/ pages and /viewer/api/ (shares DICOMweb's token signer)
     ahi.install(app)  # the AHI API sits on the root path
     app.add_middleware(CORSMiddleware, **dicomweb.cors_options(settings))  # browsers on other origins
     return app
 
 
-def serve(settings: Settings, *, no_auth: bool = False) -> None:
-    """Run the HTTP server until interrupted; exits with a one-line reason on failure."""
+def serve(settings: Settings, *, no_auth: bool = False, sign_in_link: bool = False) -> None:
+    """Run the HTTP server until interrupted; exits with a one-line reason on failure.
+
+    `sign_in_link` (make demo) also prints a viewer address that signs in as the administrator."""
     import socket
 
     import uvicorn
@@ -149,11 +152,14 @@ def serve(settings: Settings, *, no_auth: bool = False) -> None:
             raise Unavailable(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
         app = create_app(settings)
         app.state.dimse.bind()  # a taken DICOM port fails here, with its one-line reason
-        config = uvicorn.Config(app, log_level="warning", access_log=False)
+        config = uvicorn.Config(app, log_level="warning", access_log=settings.access_log)
+        if settings.access_log:  # uvicorn logs requests at INFO, under the server's WARNING level
+            logging.getLogger("uvicorn.access").setLevel(logging.INFO)
         server = uvicorn.Server(config)
         print(f"tessel {__version__} serving {settings.data_dir.resolve()} on "
               f"http://{settings.host}:{settings.port}", flush=True)
         print(f"DIMSE: AE title {settings.ae_title} on {settings.host}:{app.state.dimse.port}", flush=True)
+        print(viewer.status_line(f"http://{settings.host}:{settings.port}"), flush=True)
         key = app.state.bootstrap
         if key.secret is not None:  # generated just now: the only time it is shown
             print("administrator access key (printed once, keep it):\n"
@@ -161,6 +167,10 @@ def serve(settings: Settings, *, no_auth: bool = False) -> None:
                   f"  AWS_SECRET_ACCESS_KEY={key.secret.reveal()}", flush=True)
         else:
             print(f"administrator access key id: {key.access_key_id} ({key.source})", flush=True)
+        if sign_in_link and viewer.is_built():
+            token = app.state.dicomweb_tokens.create(key.access_key_id, 12 * 3600)
+            print(f"viewer, signed in for 12 hours: http://{settings.host}:{settings.port}/viewer/#token={token}",
+                  flush=True)
         server.run(sockets=[sock])
     finally:
         lock.release()

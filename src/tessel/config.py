@@ -63,6 +63,8 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 "datastore (id or name) that DIMSE stores into and queries (default: the only datastore)"),
     SettingSpec("workers", "TESSEL_WORKERS", "--workers", None,
                 "processes for CPU-bound import work (default: the number of cores)"),
+    SettingSpec("access_log", "TESSEL_ACCESS_LOG", "--access-log", None,
+                "log every HTTP request (client, method, path, status) to standard output"),
     SettingSpec("region", "TESSEL_REGION", None, "us-east-1", "region named in ARNs"),
     SettingSpec("account_id", "TESSEL_ACCOUNT_ID", None, "000000000000", "account id named in ARNs"),
 )
@@ -90,6 +92,7 @@ class Settings:
     ae_title: str = "TESSEL"
     dicom_datastore: str | None = None
     workers: int | None = None
+    access_log: bool = False
     region: str = "us-east-1"
     account_id: str = "000000000000"
 
@@ -123,6 +126,8 @@ def _convert(name: str, raw: str) -> Any:
         return Path(raw)
     if name in ("port", "dicom_port", "workers"):
         return int(raw)
+    if name == "access_log":
+        return raw.strip().lower() in ("1", "true", "yes", "on")
     if name == "cors_origins":
         return tuple(o.strip() for o in raw.split(",") if o.strip())
     if name == "import_roots":

@@ -26,5 +26,5 @@ def run_demo(settings: Settings, *, serve_after: bool) -> int:
 
     base = f"http://{settings.host}:{settings.port}"
     console.print(f"health:  {base}/healthz\nAHI API: {base}/ (boto3 medical-imaging, endpoint_url={base})")
-    serve(settings)
+    serve(settings, sign_in_link=True)
     return 0

@@ -272,3 +272,28 @@ dimse_staged = Table(
     sqlite_autoincrement=True,  # ids never reused: the committer compares them
 )
 Index("ix_dimse_staged_datastore", dimse_staged.c.datastore_id, dimse_staged.c.id)
+
+# -- viewer (viewer/bookmarks.py; migration 0006) ------------------------------------------------
+
+# Pathology bookmarks: a named region on one pyramid level of a slide, kept with the study.
+# x, y, width, height are in that level's total pixel matrix (level 0 = full resolution).
+slide_bookmarks = Table(
+    "slide_bookmarks", metadata,
+    Column("id", ID, primary_key=True),
+    Column("datastore_id", ID, nullable=False),
+    Column("study_instance_uid", UID, nullable=False),
+    Column("series_instance_uid", UID, nullable=False),
+    Column("sop_instance_uid", UID, nullable=False),  # the level's instance
+    Column("level", Integer, nullable=False),
+    Column("x", Integer, nullable=False),
+    Column("y", Integer, nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("note", Text, nullable=False),
+    Column("created_by", String(128), nullable=False),  # access key id
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+Index("ix_slide_bookmarks_study", slide_bookmarks.c.datastore_id, slide_bookmarks.c.study_instance_uid,
+      slide_bookmarks.c.created_at)
