@@ -260,7 +260,9 @@ async function main() {
 
   element.addEventListener(Enums.Events.IMAGE_RENDERED, () => {
     const image = viewport.getCornerstoneImage?.();
-    if (image?.transferSyntaxUID) stack.lastTransferSyntax = image.transferSyntaxUID;
+    if (!image) return; // a render before the first image arrived
+    stack.renderedImageId = image.imageId;
+    if (image.transferSyntaxUID) stack.lastTransferSyntax = image.transferSyntaxUID;
     if (!stack.ready) {
       stack.ready = true;
       stack.firstImageMs = performance.now();
