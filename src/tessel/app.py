@@ -150,7 +150,7 @@ def serve(settings: Settings, *, no_auth: bool = False, sign_in_link: bool = Fal
             sock.bind((settings.host, settings.port))
         except OSError as exc:
             raise Unavailable(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
-        app = create_app(settings)
+        app = create_app(settings, no_auth=no_auth)
         app.state.dimse.bind()  # a taken DICOM port fails here, with its one-line reason
         config = uvicorn.Config(app, log_level="warning", access_log=settings.access_log)
         if settings.access_log:  # uvicorn logs requests at INFO, under the server's WARNING level

@@ -93,13 +93,14 @@ def server_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def start_server(data_dir: Path, *extra_args: str, timeout: float = 60) -> tuple[subprocess.Popen[bytes], int]:
+def start_server(data_dir: Path, *extra_args: str, timeout: float = 60,
+                 env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     with open(data_dir.parent / "serve.out", "ab") as out, open(data_dir.parent / "serve.err", "ab") as err:
         proc = subprocess.Popen([sys.executable, "-m", "tessel.cli.main", "serve", "--data-dir", str(data_dir),
                                  "--port", str(port), "--dicom-port", str(free_port()), "--workers", "2",
-                                 *extra_args], env=server_env(), stdout=out, stderr=err)
+                                 *extra_args], env=server_env(**(env or {})), stdout=out, stderr=err)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

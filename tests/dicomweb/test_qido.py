@@ -25,7 +25,9 @@ class Data:
                                 series_number=2, extra={**common, "Modality": "MR", "SeriesDescription": "T1"})
         self.b_mr = make_series(folder / "b1", 2, study=self.b, patient_name="Smith^Jane", patient_id="P2",
                                 extra={"StudyDate": "20231215", "StudyTime": "083000", "AccessionNumber": "ACC2",
-                                       "Modality": "MR", "ReferringPhysicianName": "Wilson^James"})
+                                       "Modality": "MR", "ReferringPhysicianName": "Wilson^James",
+                                       "SeriesDate": "20231215", "SeriesTime": "084500",
+                                       "AcquisitionDateTime": "20231215083512.5", "ImageType": ["ORIGINAL", "PRIMARY"]})
         self.c_cr = make_series(folder / "c1", 1, study=self.c, patient_name="Müller^Jürgen", patient_id="P3",
                                 extra={"StudyDate": "20220601", "StudyTime": "235959", "AccessionNumber": "ACC3",
                                        "SpecificCharacterSet": "ISO_IR 100", "Modality": "CR"})
@@ -98,7 +100,7 @@ def test_uid_list_matching(client: DICOMwebClient, data: Data) -> None:
     assert uids(client.search_for_studies(search_filters={"StudyInstanceUID": data.b})) == [data.b]
 
 
-@pytest.mark.parametrize("name", ["john doe", "Doe, John", "DOE^JOHN", "jo", "do jo"])
+@pytest.mark.parametrize("name", ["john doe", "Doe, John", "DOE^JOHN", "jo", "do jo", "*oh*", "*DOE*"])
 def test_fuzzy_matching_finds_word_prefixes_in_any_order(client: DICOMwebClient, data: Data, name: str) -> None:
     found = client.search_for_studies(fuzzymatching=True, search_filters={"PatientName": name})
     assert uids(found) == [data.a]
@@ -131,6 +133,12 @@ def test_limit_offset_and_the_warning_for_more(server: Server, client: DICOMwebC
         assert response.headers["content-type"] == "application/dicom+json"
         assert response.headers["warning"].startswith("299")
         assert "warning" not in http.get(f"/datastore/{datastore}/studies", params={"limit": 3}).headers
+        many = http.get(f"/datastore/{datastore}/studies", params={"limit": 100000})  # served as 1000
+        assert many.status_code == 200 and len(many.json()) == 3 and "warning" not in many.headers
+        for bad in ("-1", "ten", "1.5"):
+            response = http.get(f"/datastore/{datastore}/studies", params={"limit": bad})
+            assert response.status_code == 400 and "limit" in response.json()["message"]
+        assert http.get(f"/datastore/{datastore}/studies", params={"offset": "-2"}).status_code == 400
 
 
 def test_series_all_and_within_a_study(client: DICOMwebClient, data: Data) -> None:
@@ -182,3 +190,35 @@ def test_unknown_datastore_is_not_found(server: Server) -> None:
     with pytest.raises(HTTPError) as info:
         server.dicomweb("0" * 32).search_for_studies()
     assert info.value.response.status_code == 404
+
+
+def test_series_and_instance_matching_rules(client: DICOMwebClient, data: Data) -> None:
+    def series(**filters: str) -> list[str]:
+        return [value(s, "0020000D") for s in client.search_for_series(search_filters=filters)]
+
+    def instances(**filters: str) -> list[str]:
+        return [value(i, "0020000D") for i in client.search_for_instances(search_filters=filters)]
+
+    assert series(SeriesDate="20231201-20231231") == [data.b]
+    assert series(SeriesDate="-20231214") == []
+    assert series(SeriesTime="0800-0900") == [data.b]
+    assert series(SeriesDescription="T?") == [data.a]  # ? is one character
+    assert series(SeriesDescription="t?") == []  # case-sensitive outside person names
+    assert series(Modality="CR\\CT") == [data.c, data.a]  # list matching
+    assert series(PatientName="müller*") == [data.c]
+    assert instances(AcquisitionDateTime="20231215080000-20231215090000") == [data.b, data.b]  # DT range
+    assert instances(AcquisitionDateTime="2023") == [data.b, data.b]  # a DT prefix is its whole range
+    assert instances(AcquisitionDateTime="20240101-") == []
+    assert instances(ImageType="PRIMARY") == [data.b, data.b]  # any value of a multi-valued attribute
+    assert instances(Rows="32", SeriesInstanceUID=pydicom.dcmread(data.c_cr[0]).SeriesInstanceUID) == [data.c]
+    assert len(instances(StudyInstanceUID=f"{data.a}\\{data.b}")) == 7
+
+
+def test_includefield_at_series_and_instance_level(client: DICOMwebClient, data: Data) -> None:
+    series = client.search_for_series(data.b, fields=["AcquisitionDateTime", "0008103E"])[0]
+    assert "0008103E" in series and "00080022" not in series
+    instances = client.search_for_instances(data.b, fields=["AcquisitionDateTime", "00080008"])
+    assert value(instances[0], "0008002A") == "20231215083512.5"
+    assert instances[0]["00080008"]["Value"] == ["ORIGINAL", "PRIMARY"]
+    everything = client.search_for_series(data.b, fields=["all"])[0]
+    assert value(everything, "00200011") is not None and value(everything, "00100020") == "P2"

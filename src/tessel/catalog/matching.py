@@ -9,7 +9,8 @@ so indexed and unindexed attributes follow the same rules:
 - `*` and `?` are wildcards (case-sensitive, except person names);
 - `A-B`, `A-` and `-B` are range matching for DA, TM and DT;
 - person names match case-insensitively, on the whole value or its alphabetic group;
-  fuzzy matching matches word prefixes in any order, ignoring `^`, `,` and spaces.
+  fuzzy matching matches word prefixes in any order, ignoring `^`, `,` and spaces
+  (a value with wildcards also matches as a wildcard, as OHIF sends "*doe*").
 
 >>> name_words("Doe^John"), name_words("john  doe")
 (' doe john ', ' doe john ')
@@ -180,14 +181,17 @@ def _term_sql(condition: Condition, term: Term, column: Any, dialect: str, words
             parts.append(column <= term.hi)
         return sa.and_(*parts)
     if kind == "pn":
+        value = term.value.lower()
+        # The whole value, or its alphabetic group (before the first '=').
+        exact = sa.or_(_glob(column, [(value, True)], dialect), _glob(column, [(value, True), ("=*", True)], dialect))
         if condition.fuzzy and words is not None:
             tokens = fuzzy_tokens(term.value)
             if not tokens:
                 return sa.true()
-            return sa.and_(*[_glob(words, [("*", True), (" " + t, False), ("*", True)], dialect) for t in tokens])
-        value = term.value.lower()
-        # The whole value, or its alphabetic group (before the first '=').
-        return sa.or_(_glob(column, [(value, True)], dialect), _glob(column, [(value, True), ("=*", True)], dialect))
+            fuzzy = sa.and_(*[_glob(words, [("*", True), (" " + t, False), ("*", True)], dialect) for t in tokens])
+            # OHIF sends "*doe*" with fuzzymatching=true: a wildcard still matches as a wildcard.
+            return sa.or_(fuzzy, exact) if term.wildcard else fuzzy
+        return exact
     if kind == "int":
         try:
             return column == int(term.value)  # type: ignore[no-any-return]
@@ -242,11 +246,13 @@ def _term_matches(condition: Condition, term: Term, value: str) -> bool:
             return False
         return (term.lo is None or hi_value >= term.lo) and (term.hi is None or lo_value <= term.hi)
     if kind == "pn":
+        rx = _wildcard_re(term.value, ignore_case=True)
+        exact = bool(rx.fullmatch(value) or rx.fullmatch(value.split("=", 1)[0]))
         if condition.fuzzy:
             words = (name_words(value) or "").split()
-            return all(any(w.startswith(t) for w in words) for t in fuzzy_tokens(term.value))
-        rx = _wildcard_re(term.value, ignore_case=True)
-        return bool(rx.fullmatch(value) or rx.fullmatch(value.split("=", 1)[0]))
+            fuzzy = all(any(w.startswith(t) for w in words) for t in fuzzy_tokens(term.value))
+            return fuzzy or (term.wildcard and exact)
+        return exact
     if kind == "int":
         try:
             return int(value) == int(term.value)

@@ -24,7 +24,7 @@ import struct
 from collections.abc import Callable, Mapping, Sequence as AbcSequence
 from typing import Any
 
-from pydicom.charset import convert_encodings, default_encoding, encode_string
+from pydicom.charset import TEXT_VR_DELIMS, convert_encodings, decode_bytes, default_encoding, encode_string
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -73,8 +73,9 @@ def vr_of(tag: int, key: str, value: Any, vrs: Mapping[str, str], pixel_represen
     if isinstance(value, dict) or isinstance(value, str):  # base64 or bulk data: bytes
         return "OB" if vr.startswith("OB") else "OW"
     numbers = value if isinstance(value, list) else [value]
-    if "SS" in vr and (pixel_representation == 1 or any(isinstance(n, int) and n < 0 for n in numbers)):
-        return "SS"
+    signed = pixel_representation == 1 or any(isinstance(n, int) and n < 0 for n in numbers)
+    if "SS" in vr and signed and all(not isinstance(n, int) or n <= 0x7FFF for n in numbers):
+        return "SS"  # (a file may hold an unsigned value, say Pixel Padding 63536, beside signed pixels)
     if "US" in vr:
         return "US"
     return resolve_vr(tag, None, pixel_representation=pixel_representation)
@@ -152,8 +153,14 @@ class _Encoder:
         if not _encodable(text.replace("^", "").replace("=", "") if vr == "PN" else text, encodings):
             raise _NeedsUtf8()
         if vr == "PN":
-            return bytes(PersonName(text).encode(encodings))
-        return encode_string(text, encodings)
+            encoded = bytes(PersonName(text).encode(encodings))
+            back = str(PersonName(encoded, encodings))
+        else:
+            encoded = encode_string(text, encodings)
+            back = decode_bytes(encoded, encodings, TEXT_VR_DELIMS if vr in ("LO", "SH", "UC") else set())
+        if back != text:  # pydicom writes some ISO 2022 sets (IR 58) without their escape sequences
+            raise _NeedsUtf8()
+        return encoded
 
 
 def _number(value: Any) -> int | float:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from fastapi import FastAPI
@@ -24,8 +25,12 @@ EXPOSED_HEADERS = ["Content-Type", "Content-Length", "Content-Encoding", "Warnin
 
 
 def install(app: FastAPI, *, no_auth: bool = False) -> None:
+    settings = app.state.stores.settings
     app.state.dicomweb_no_auth = no_auth
-    app.state.dicomweb_tokens = TokenSigner(app.state.stores.settings.data_dir)
+    app.state.dicomweb_tokens = TokenSigner(settings.data_dir)
+    # STOW-RS stages parts here while the rest of the body is still arriving.
+    app.state.dicomweb_stow_pool = ThreadPoolExecutor(max_workers=settings.resolved_workers,
+                                                      thread_name_prefix="stow")
     app.include_router(build_router())
 
 

@@ -1,12 +1,12 @@
-"""multipart/related (RFC 2387) for DICOMweb: a parser over a spooled body, and a writer.
+"""multipart/related (RFC 2387) for DICOMweb: a streaming parser, and a writer.
 
-Request bodies are streamed to a temporary file (kept in memory up to
-SPOOL_IN_MEMORY bytes) while their SHA-256 is computed, then parsed where they
-lie: parts are (offset, length) ranges of the file, read one at a time.
+STOW-RS bodies are parsed as they arrive (`StreamParser`), so a part can be
+staged while the next one is still on the wire. SigV4-signed bodies whose
+hash is only known at the end are spooled first (`SpooledBody`).
 
->>> body = b"--b\\r\\nContent-Type: application/dicom\\r\\n\\r\\nDICM\\r\\n--b--\\r\\n"
->>> [(p.content_type, bytes(body[p.start:p.end])) for p in iter_parts(body, "b")]
-[('application/dicom', b'DICM')]
+>>> parser = StreamParser("b")
+>>> parser.feed(b"--b\\r\\nContent-Type: application/dicom\\r\\n\\r\\nDI") + parser.feed(b"CM\\r\\n--b--\\r\\n")
+[PartStart(headers={'content-type': 'application/dicom'}), PartData(data=b'DICM'), PartEnd()]
 >>> parse_media_type('multipart/related; type="application/dicom"; boundary=xyz')
 ('multipart/related', {'type': 'application/dicom', 'boundary': 'xyz'})
 """
@@ -69,46 +69,128 @@ def split_accept(value: str) -> list[str]:
     return [e.strip() for e in out if e.strip()]
 
 
-# -- parsing -------------------------------------------------------------------------------------
+# -- parsing (streamed) --------------------------------------------------------------------------
+
+MAX_HEADER_BYTES = 16 * 1024
+
 
 @dataclass(frozen=True, slots=True)
-class Part:
+class PartStart:
+    """A part begins: its headers (names lower-cased)."""
+
     headers: dict[str, str]
-    start: int
-    end: int
 
-    @property
-    def content_type(self) -> str:
-        return parse_media_type(self.headers.get("content-type", "application/octet-stream"))[0]
+    def content_type(self, default: str) -> str:
+        """The part's media type; a part without Content-Type has the request's `type`."""
+        return parse_media_type(self.headers.get("content-type") or default)[0]
 
 
-def iter_parts(buf: Any, boundary: str) -> Iterator[Part]:
-    """The parts of a multipart body held in `buf` (bytes or mmap: anything with find())."""
-    marker = b"--" + boundary.encode("latin-1")
-    size = len(buf)
-    pos = buf.find(marker, 0)
-    if pos < 0 or (pos > 0 and buf[pos - 2:pos] != CRLF):
-        raise InvalidInput("the multipart body does not start with its boundary", reason="multipart")
-    delimiter = CRLF + marker
-    while True:
-        pos += len(marker)
-        if buf[pos:pos + 2] == b"--":
-            return  # close delimiter
-        while pos < size and buf[pos:pos + 1] in (b" ", b"\t"):
-            pos += 1  # transport padding
-        if buf[pos:pos + 2] != CRLF:
-            raise InvalidInput("a multipart boundary is not followed by CRLF", reason="multipart")
-        pos += 2
-        header_end = buf.find(CRLF + CRLF, pos) if buf[pos:pos + 2] != CRLF else pos - 2
-        if header_end < 0:
-            raise InvalidInput("a multipart part has no end of headers", reason="multipart")
-        headers = _headers(bytes(buf[pos:header_end]))
-        start = header_end + 4
-        end = buf.find(delimiter, start)
-        if end < 0:
-            raise InvalidInput("the multipart body ends without its closing boundary", reason="multipart")
-        yield Part(headers, start, end)
-        pos = end + 2
+@dataclass(frozen=True, slots=True)
+class PartData:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PartEnd:
+    pass
+
+
+Event = PartStart | PartData | PartEnd
+
+
+class StreamParser:
+    """An incremental multipart/related (RFC 2046) parser: `feed` chunks as they arrive, get events.
+
+    Only a delimiter's length of bytes is held back between chunks, so a part of any size streams
+    through in bounded memory. `close` checks that the body ended with its close delimiter.
+    """
+
+    def __init__(self, boundary: str) -> None:
+        if not boundary or len(boundary) > 200:
+            raise InvalidInput("the multipart boundary is missing or longer than 200 characters",
+                               reason="multipart")
+        self._dash = b"--" + boundary.encode("latin-1")
+        self._delimiter = CRLF + self._dash
+        self._buf = bytearray()
+        self._state = "preamble"  # preamble | after-delimiter | headers | body | done
+        self.parts = 0
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        self._buf += chunk
+        events: list[Event] = []
+        while self._step(events):
+            pass
+        return events
+
+    def close(self) -> list[Event]:
+        events = self.feed(b"")
+        if self._state != "done":
+            where = {"preamble": "does not start with its boundary", "headers": "ends inside a part's headers",
+                     "body": "ends without its closing boundary",
+                     "after-delimiter": "ends without its closing boundary"}[self._state]
+            raise InvalidInput(f"the multipart body {where}", reason="multipart")
+        return events
+
+    def _step(self, events: list[Event]) -> bool:
+        buf = self._buf
+        if self._state == "preamble":
+            # The first boundary may open the body or follow a preamble line.
+            at = buf.find(self._dash)
+            if at < 0 or (at > 0 and buf[at - 2:at] != CRLF):
+                if len(buf) > MAX_HEADER_BYTES:
+                    raise InvalidInput("the multipart body does not start with its boundary", reason="multipart")
+                return False
+            del buf[:at + len(self._dash)]
+            self._state = "after-delimiter"
+            return True
+        if self._state == "after-delimiter":
+            if len(buf) < 2:
+                return False
+            if buf[:2] == b"--":
+                self._state = "done"  # the epilogue after the close delimiter is ignored
+                buf.clear()
+                return False
+            end = buf.find(CRLF)
+            if end < 0:
+                if len(buf) > 256:
+                    raise InvalidInput("a multipart boundary is not followed by CRLF", reason="multipart")
+                return False
+            if buf[:end].strip(b" \t"):
+                raise InvalidInput("a multipart boundary is not followed by CRLF", reason="multipart")
+            del buf[:end + 2]
+            self._state = "headers"
+            return True
+        if self._state == "headers":
+            if buf[:2] == CRLF:  # a part without headers
+                headers: dict[str, str] = {}
+                del buf[:2]
+            else:
+                end = buf.find(CRLF + CRLF)
+                if end < 0:
+                    if len(buf) > MAX_HEADER_BYTES:
+                        raise InvalidInput("a multipart part's headers are longer than 16 KB", reason="multipart")
+                    return False
+                headers = _headers(bytes(buf[:end]))
+                del buf[:end + 4]
+            self.parts += 1
+            events.append(PartStart(headers))
+            self._state = "body"
+            return True
+        if self._state == "body":
+            at = buf.find(self._delimiter)
+            if at < 0:
+                keep = len(self._delimiter) - 1
+                if len(buf) > keep:
+                    events.append(PartData(bytes(buf[:len(buf) - keep])))
+                    del buf[:len(buf) - keep]
+                return False
+            if at:
+                events.append(PartData(bytes(buf[:at])))
+            events.append(PartEnd())
+            del buf[:at + len(self._delimiter)]
+            self._state = "after-delimiter"
+            return True
+        return False
 
 
 def _headers(raw: bytes) -> dict[str, str]:
@@ -150,6 +232,12 @@ class SpooledBody:
         if self._map is None:
             self._map = mmap.mmap(self.file.fileno(), 0, access=mmap.ACCESS_READ)
         return self._map
+
+    async def chunks(self, size: int = 1 << 20) -> AsyncIterator[bytes]:
+        """The spooled body again, a chunk at a time."""
+        buf = self.buffer()
+        for start in range(0, len(buf), size):
+            yield bytes(buf[start:start + size])
 
     def close(self) -> None:
         if self._map is not None:

@@ -2,8 +2,9 @@
 
 Match keys are keywords or tags (`PatientID=` or `00100020=`); `includefield`
 takes keywords, tags, `all` or a dotted sequence path (its top-level sequence
-is returned); `fuzzymatching=true`; `limit` (default and maximum 1000, as AHI)
-and `offset`. Several values of one key are a list match.
+is returned); `fuzzymatching=true`; `limit` (default and maximum 1000, as AHI; a
+larger one is served as 1000 with a Warning) and `offset`. Several values
+of one key are a list match.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class Search:
     fuzzy: bool = False
     limit: int = DEFAULT_LIMIT
     offset: int = 0
+    limited: bool = False  # the caller asked for more than MAX_LIMIT
 
 
 def attribute_key(text: str, *, strict: bool) -> str | None:
@@ -71,7 +73,9 @@ def parse_search(items: list[tuple[str, str]]) -> Search:
     for name, value in items:
         lower = name.lower()
         if lower == "limit":
-            search.limit = _int("limit", value, 0, MAX_LIMIT)
+            search.limit = _int("limit", value, 0, 1 << 31)
+            if search.limit > MAX_LIMIT:
+                search.limit, search.limited = MAX_LIMIT, True
         elif lower == "offset":
             search.offset = _int("offset", value, 0, MAX_OFFSET)
         elif lower == "fuzzymatching":

@@ -103,8 +103,10 @@ def _search(level: str, scope_keys: tuple[str, ...]) -> Handler:
         params = qido.parse_search(ctx.query)
         scope = {names[k]: ctx.path[k] for k in scope_keys}
         results, more = qido.search(ctx.stores, ctx.datastore_id, level, params, ctx.base_url, scope)
-        headers = {"Warning": '299 tessel "There are additional results that can be requested"'} if more else None
-        return _json(results, headers=headers)
+        warning = ("The number of results exceeded the maximum supported by the server. Additional results "
+                   "can be requested." if more and params.limited else
+                   "There are additional results that can be requested." if more else None)
+        return _json(results, headers={"Warning": f'299 tessel "{warning}"'} if warning else None)
 
     search.__name__ = f"search_{level.lower()}"
     return search
@@ -269,28 +271,34 @@ def _rendered(thumbnail: bool) -> Handler:
 # -- STOW-RS ----------------------------------------------------------------------------------
 
 async def _stow(request: Request) -> Response:
-    body = multipart.SpooledBody()
     study = request.path_params.get("study")
     action = "StoreDICOMStudy" if study else "StoreDICOM"
+    spooled: multipart.SpooledBody | None = None
     try:
         ctx = _ctx(request)
         settings = ctx.stores.settings
-        signed = access.scheme_of(request) == "sigv4"
-        if not signed:  # refuse unknown callers before reading what may be a gigabyte
-            access.authorize(await access.principal(request), settings, action, ctx.datastore_id)
-        await run_in_threadpool(get_datastore, ctx.stores, ctx.datastore_id)
-        await body.fill(request.stream(), stow.MAX_BODY)
-        buffer = body.buffer()
-        if signed:
-            access.authorize(await access.principal(request, body=buffer), settings, action, ctx.datastore_id)
         content_type = request.headers.get("content-type", "")
-        status, payload = await run_in_threadpool(stow.store, ctx.stores, ctx.datastore_id, buffer, content_type,
-                                                  study, ctx.base_url)
+        chunks = request.stream()
+        if access.scheme_of(request) == "sigv4":
+            # The signature covers the body: read it all (spooled to disk) before trusting any of it.
+            spooled = multipart.SpooledBody()
+            await spooled.fill(chunks, stow.MAX_BODY)
+            principal = await access.principal(request, body=spooled.buffer())
+            chunks = spooled.chunks()
+        else:  # refuse unknown callers before reading what may be a gigabyte
+            principal = await access.principal(request)
+        access.authorize(principal, settings, action, ctx.datastore_id)
+        stow.request_kind(content_type)  # 415 before the body is read
+        upload = await run_in_threadpool(stow.Upload, ctx.stores, ctx.datastore_id, study,
+                                         request.app.state.dicomweb_stow_pool)
+        await upload.receive(chunks, content_type)
+        status, payload = await upload.finish(ctx.base_url)
         return _json(payload, status)
     except Exception as exc:
         return error_response(exc, action)
     finally:
-        body.close()
+        if spooled is not None:
+            spooled.close()
 
 
 def build_router() -> APIRouter:

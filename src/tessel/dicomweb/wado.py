@@ -37,6 +37,10 @@ _IMAGE_SYNTAXES: dict[str, tuple[str, ...]] = {
     "image/jxl": (ts.JPEG_XL_LOSSLESS, ts.JPEG_XL_JPEG_RECOMPRESSION, ts.JPEG_XL),
     "image/dicom-rle": (ts.RLE_LOSSLESS,),
 }
+# Names clients use for the same families: older editions of PS3.18 (image/jp2, image/x-jls,
+# image/x-dicom-rle), dicomweb-client JS (image/jhc for HTJ2K) and its image/jll (JPEG lossless).
+_ALIASES = {"image/jp2": "image/j2c", "image/jhc": "image/jphc", "image/x-jls": "image/jls",
+            "image/x-dicom-rle": "image/dicom-rle", "image/jll": "image/jpeg"}
 # What a frame in that family is transcoded to when it is not stored so (PS3.18 defaults).
 _IMAGE_DEFAULT = {"image/jphc": ts.HTJ2K_LOSSLESS, "image/j2c": ts.J2K_LOSSLESS}
 
@@ -178,38 +182,56 @@ def _decodable(frames: StoredFrames, target: str) -> bool:
 
 
 def negotiate_frames(frames: StoredFrames, accept: str | None) -> FrameAnswer:
-    """The syntax and media type frames are served in, from the Accept header (406 if none works)."""
+    """The syntax and media type frames are served in, from the Accept header (406 if none works).
+
+    Entries are taken by q value; among entries of equal q (HTTP leaves the choice to the
+    server) one that serves the stored bytes beats one that needs transcoding.
+    """
+    best: tuple[float, int, int, FrameAnswer] | None = None
+    for index, entry in enumerate(parse_accept(accept)):
+        answer = _frame_answer(frames, entry)
+        if answer is None:
+            continue
+        cost = 0 if answer.transfer_syntax_uid == frames.transfer_syntax_uid else 1
+        rank = (-entry.q, cost, index, answer)
+        if best is None or rank[:3] < best[:3]:
+            best = rank
+    if best is None:
+        stored = frames.transfer_syntax_uid
+        raise Unsupported(f"the frames are stored as {stored} and cannot be served in any acceptable media "
+                          f"type ({accept or '*/*'}); ask for transfer-syntax=*", transfer_syntax_uid=stored)
+    return best[3]
+
+
+def _frame_answer(frames: StoredFrames, entry: Accepted) -> FrameAnswer | None:
+    """How one Accept entry would be answered, or None if it cannot be."""
     stored = frames.transfer_syntax_uid
     stored_media = ts.media_type(stored)
-    for entry in parse_accept(accept):
-        media, syntax = entry.media_type, entry.transfer_syntax
-        multipart = entry.multipart or len(frames.numbers) > 1
-        if media in (OCTET, "*/*", "application/*"):
-            if syntax == "*":
-                return FrameAnswer(stored, OCTET if media == OCTET else stored_media, multipart)
-            target = syntax or ts.EXPLICIT_VR_LE
-            if target in instances.NATIVE_OUTPUTS and syntax is None and not _decodable(frames, target):
-                return FrameAnswer(stored, OCTET, multipart)  # cannot decode: the stored pixels (as AHI)
-            if _decodable(frames, target):
-                label = OCTET if target in instances.NATIVE_OUTPUTS or media == OCTET else ts.media_type(target)
-                return FrameAnswer(target, label, multipart)
-            continue
-        family = _IMAGE_SYNTAXES.get(media)
-        if media in ("image/*", "video/*"):
-            if stored_media.startswith(media[:-1]):
-                return FrameAnswer(stored, stored_media, multipart)
-            continue
-        if family is None:
-            if media.startswith("video/") and stored_media == media and syntax in (None, "*", stored):
-                return FrameAnswer(stored, media, multipart)
-            continue
-        if syntax in (None, "*") and stored in family:
+    media, syntax = entry.media_type, entry.transfer_syntax
+    multipart = entry.multipart or len(frames.numbers) > 1
+    if media in (OCTET, "*/*", "application/*"):
+        if syntax == "*":
+            return FrameAnswer(stored, OCTET if media == OCTET else stored_media, multipart)
+        target = syntax or ts.EXPLICIT_VR_LE
+        if target in instances.NATIVE_OUTPUTS and syntax is None and not _decodable(frames, target):
+            return FrameAnswer(stored, OCTET, multipart)  # cannot decode: the stored pixels (as AHI)
+        if _decodable(frames, target):
+            label = OCTET if target in instances.NATIVE_OUTPUTS or media == OCTET else ts.media_type(target)
+            return FrameAnswer(target, label, multipart)
+        return None
+    if media in ("image/*", "video/*"):
+        return FrameAnswer(stored, stored_media, multipart) if stored_media.startswith(media[:-1]) else None
+    family = _IMAGE_SYNTAXES.get(_ALIASES.get(media, media))
+    if family is None:
+        if media.startswith("video/") and stored_media == media and syntax in (None, "*", stored):
             return FrameAnswer(stored, media, multipart)
-        target = syntax if syntax not in (None, "*") else _IMAGE_DEFAULT.get(media)
-        if target is not None and target in family and _decodable(frames, target):
-            return FrameAnswer(target, media, multipart)
-    raise Unsupported(f"the frames are stored as {stored} and cannot be served in any acceptable media type "
-                      f"({accept or '*/*'}); ask for transfer-syntax=*", transfer_syntax_uid=stored)
+        return None
+    if syntax in (None, "*", stored) and stored in family:
+        return FrameAnswer(stored, media, multipart)
+    target = syntax if syntax not in (None, "*") else _IMAGE_DEFAULT.get(_ALIASES.get(media, media))
+    if target is not None and target in family and _decodable(frames, target):
+        return FrameAnswer(target, media, multipart)
+    return None
 
 
 def frame_parts(frames: StoredFrames, answer: FrameAnswer) -> Iterator[bytes]:

@@ -2,16 +2,20 @@
 
 Every front end ends here: import jobs (`jobs`), and `store_instances` for
 uploads that arrive one request or association at a time (STOW-RS, C-STORE).
+A front end that receives instances one by one (STOW-RS streams its parts)
+stages each as it arrives with `stage_upload` and commits them all together
+with `commit_staged`, so one request makes one version per image set.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 from tessel.errors import InvalidInput
 from tessel.ingest.assemble import Placement, assemble
-from tessel.ingest.staging import StagingOptions, stage_bytes
+from tessel.ingest.staging import StagingOptions, stage_bytes, stage_file
 from tessel.lifecycle.datastores import get_datastore, lossless_syntax
 from tessel.stores import Stores
 
@@ -23,31 +27,56 @@ class StoreResult:
     placement: Placement | None
     failure: str | None
     warnings: tuple[dict[str, Any], ...] = ()
+    failure_kind: str | None = None  # the InvalidInput reason: not-dicom, truncated, transfer-syntax, ...
+    study_instance_uid: str | None = None
+    series_instance_uid: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """One upload after staging: its staged record (blobs written, nothing visible yet), or why not."""
+
+    record: dict[str, Any] | None
+    failure: str | None = None
+    failure_kind: str | None = None
+
+
+def staging_options(stores: Stores, datastore_id: str) -> StagingOptions:
+    ds = get_datastore(stores, datastore_id)
+    return StagingOptions(datastore_id=ds.id, lossless_format=lossless_syntax(ds.lossless_storage_format))
+
+
+def stage_upload(source: bytes | Path, stores: Stores, options: StagingOptions) -> Staged:
+    """Stage one uploaded instance (bytes, or a file for large ones): a bad one says why."""
+    try:
+        if isinstance(source, Path):
+            return Staged(stage_file(source, stores.blobs, options))
+        return Staged(stage_bytes(source, stores.blobs, options))
+    except InvalidInput as exc:
+        reason = exc.fields.get("reason")
+        return Staged(None, exc.message, str(reason) if reason else None)
+    except RecursionError:
+        return Staged(None, "data set nesting is too deep to parse", "nesting")
+
+
+def commit_staged(stores: Stores, datastore_id: str, staged: Sequence[Staged]) -> list[StoreResult]:
+    """Commit the staged uploads together: one new version per touched image set."""
+    good = [s.record for s in staged if s.record is not None]
+    placements = iter(assemble(stores.catalog, stores.blobs, datastore_id, good) if good else ())
+    results = []
+    for item in staged:
+        record = item.record
+        if record is None:
+            results.append(StoreResult(None, None, None, item.failure, failure_kind=item.failure_kind))
+        else:
+            results.append(StoreResult(record["sop_class_uid"], record["sop_instance_uid"], next(placements),
+                                       None, tuple(record["warnings"]),
+                                       study_instance_uid=record["study_instance_uid"],
+                                       series_instance_uid=record["series_instance_uid"]))
+    return results
 
 
 def store_instances(stores: Stores, datastore_id: str, parts: Sequence[bytes]) -> list[StoreResult]:
     """Stage and commit uploaded instances; one new version per touched image set."""
-    ds = get_datastore(stores, datastore_id)
-    options = StagingOptions(datastore_id=ds.id, lossless_format=lossless_syntax(ds.lossless_storage_format))
-    staged: list[dict[str, Any] | None] = []
-    failures: list[str | None] = []
-    for data in parts:
-        try:
-            staged.append(stage_bytes(data, stores.blobs, options))
-            failures.append(None)
-        except InvalidInput as exc:
-            staged.append(None)
-            failures.append(exc.message)
-        except RecursionError:
-            staged.append(None)
-            failures.append("data set nesting is too deep to parse")
-    good = [s for s in staged if s is not None]
-    placements = iter(assemble(stores.catalog, stores.blobs, ds.id, good))
-    results = []
-    for item, failure in zip(staged, failures):
-        if item is None:
-            results.append(StoreResult(None, None, None, failure))
-        else:
-            results.append(StoreResult(item["sop_class_uid"], item["sop_instance_uid"], next(placements),
-                                       None, tuple(item["warnings"])))
-    return results
+    options = staging_options(stores, datastore_id)
+    return commit_staged(stores, datastore_id, [stage_upload(data, stores, options) for data in parts])
