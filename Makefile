@@ -55,8 +55,10 @@ demo: $(STAMP)
 	  echo "npm not found: the viewer at /viewer/ is not built (install Node.js 20+, then run make viewer)"; fi
 	$(VENV)/bin/tessel demo --data-dir $(DATA_DIR)
 
+# tessel beside Orthanc (installed from Debian's packages); see benchmarks/README.md.
 bench: $(DEVSTAMP)
-	$(PY) benchmarks/ingest.py
+	bash scripts/orthanc-setup.sh
+	$(PY) -m benchmarks.compare $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build src/*.egg-info src/tessel/viewer/static viewer/node_modules

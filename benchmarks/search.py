@@ -2,18 +2,26 @@
 
 Rows are inserted in bulk (no documents), with the skew real archives have: a
 de-identified "ANON" patient owning 10% of the rows, StudyID "1" on half of
-them, 2% without a study date, 1% deleted. Each query runs through
-`search_image_sets` (SQL + row conversion + cursor) with maxResults 50 and its
-SQLite plan is printed, so a missing index shows as a SCAN or a temp B-tree.
+them, 2% without a study date, 1% deleted. Two passes, both with maxResults 50:
+- catalog: each query through `search_image_sets` (SQL + row conversion + cursor),
+  with its SQLite plan printed, so a missing index shows as a SCAN or a temp B-tree;
+- API: the same catalog served by `tessel serve`, each query sent by boto3's
+  `search_image_sets` over loopback (SigV4, parsing, JSON both ways). Target: p99 < 50 ms.
+The load average is printed with the figures (other work on the machine shows in them).
 
-    .venv/bin/python benchmarks/search.py [--rows 100000] [--runs 200]
+    .venv/bin/python benchmarks/search.py [--rows 100000] [--runs 200] [--skip-catalog] [--skip-api]
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import os
 import random
+import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -99,16 +107,112 @@ def plan(catalog: Catalog, criteria: SearchCriteria) -> str:
     return " | ".join(line for line in lines if line)
 
 
+def loadavg() -> str:
+    return "load " + " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def api_criteria(criteria: SearchCriteria) -> dict[str, Any]:
+    """SearchCriteria as boto3's searchCriteria."""
+    def value(field: str, v: Any) -> dict[str, Any]:
+        if field == "DICOMStudyDateAndTime":
+            date, time_ = v
+            return {field: {"DICOMStudyDate": date, **({"DICOMStudyTime": time_} if time_ else {})}}
+        if field in ("createdAt", "updatedAt"):
+            return {field: dt.datetime.fromtimestamp(v, dt.timezone.utc)}
+        return {field: v}
+
+    out: dict[str, Any] = {}
+    if criteria.filters:
+        out["filters"] = [{"operator": f.operator, "values": [value(f.field, v) for v in f.values]}
+                          for f in criteria.filters]
+    if criteria.sort_field:
+        out["sort"] = {"sortField": criteria.sort_field, "sortOrder": criteria.sort_order}
+    return out
+
+
+def api_pass(rows: list[dict[str, Any]], other: list[dict[str, Any]], runs: int,
+             queries: list[tuple[str, Callable[[int], SearchCriteria]]]) -> None:
+    """The same rows behind a real server; every query through boto3."""
+    import boto3
+    import httpx
+    from botocore.config import Config
+
+    from tessel.catalog.models import Datastore, DatastoreId, DatastoreStatus, LosslessStorageFormat
+
+    key_id, secret = "TSLBENCHSEARCH000001", "tessel-benchmark-secret-0123456789abcdef"
+    with tempfile.TemporaryDirectory(prefix="tessel-bench-search-") as tmp:
+        data = Path(tmp) / "data"
+        data.mkdir()
+        catalog = Catalog.open(f"sqlite:///{data / 'catalog.sqlite'}")
+        with catalog.write() as conn:
+            for ds_id in (DS, OTHER_DS):
+                catalog.insert_datastore(conn, Datastore(
+                    id=DatastoreId(ds_id), name=f"bench-{ds_id[0]}", status=DatastoreStatus.ACTIVE,
+                    lossless_storage_format=LosslessStorageFormat.HTJ2K, kms_key_arn=None,
+                    lambda_authorizer_arn=None, client_token=None, created_at=T0, updated_at=T0))
+        load(catalog, rows)
+        load(catalog, other)
+        catalog.close()
+        ports = []
+        for _ in range(2):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                ports.append(s.getsockname()[1])
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TESSEL_", "AWS_"))}
+        env.update(TESSEL_ACCESS_KEY_ID=key_id, TESSEL_SECRET_ACCESS_KEY=secret)
+        proc = subprocess.Popen([sys.executable, "-m", "tessel.cli.main", "serve", "--data-dir", str(data),
+                                 "--port", str(ports[0]), "--dicom-port", str(ports[1])], env=env,
+                                stdout=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{ports[0]}"
+        try:
+            for _ in range(600):
+                try:
+                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            hi = boto3.client("medical-imaging", endpoint_url=url, region_name="us-east-1",
+                              aws_access_key_id=key_id, aws_secret_access_key=secret,
+                              config=Config(inject_host_prefix=False, retries={"max_attempts": 1}))
+            token = None
+            for _ in range(20):
+                token = hi.search_image_sets(datastoreId=DS, maxResults=50, **(
+                    {"nextToken": token} if token else {}))["nextToken"]
+            print(f"\nAPI: boto3 search_image_sets against tessel serve [{loadavg()}]")
+            print(f"{'query (maxResults 50)':58} {'p50 ms':>8} {'p99 ms':>8} {'rows':>5}")
+            shapes: list[tuple[str, Callable[[int], dict[str, Any]]]] = [
+                ("no filter, page 21 via nextToken", lambda i: {"nextToken": token})]
+            shapes += [(name, lambda i, make=make: {"searchCriteria": api_criteria(make(i))})
+                       for name, make in queries]
+            for name, kwargs in shapes:
+                samples, found = [], 0
+                for i in range(runs):
+                    began = time.perf_counter()
+                    found = len(hi.search_image_sets(datastoreId=DS, maxResults=50, **kwargs(i))[
+                        "imageSetsMetadataSummaries"])
+                    samples.append((time.perf_counter() - began) * 1000)
+                samples.sort()
+                p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+                print(f"{name:58} {statistics.median(samples):8.2f} {p99:8.2f} {found:5d}", flush=True)
+            print(f"[{loadavg()} at the end]")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--analyze", action="store_true", help="run ANALYZE before measuring")
+    parser.add_argument("--skip-catalog", action="store_true", help="only the API pass")
+    parser.add_argument("--skip-api", action="store_true", help="only the catalog pass")
     args = parser.parse_args()
+    print(f"{os.cpu_count()} CPUs, {loadavg()} at start")
     with tempfile.TemporaryDirectory() as tmp:
         catalog = Catalog.open(f"sqlite:///{Path(tmp) / 'catalog.db'}")
-        rows = make_rows(args.rows, DS, 1)
-        seconds = load(catalog, rows) + load(catalog, make_rows(args.rows // 10, OTHER_DS, 2))
+        rows, other = make_rows(args.rows, DS, 1), make_rows(args.rows // 10, OTHER_DS, 2)
+        seconds = load(catalog, rows) + load(catalog, other)
         print(f"inserted {args.rows:,} + {args.rows // 10:,} rows in {seconds:.1f} s "
               f"({(args.rows * 1.1) / seconds:,.0f} rows/s with every search index)")
         if args.analyze:
@@ -171,17 +275,22 @@ def main() -> None:
                  ("20050101", None), ("20251231", None))),
                  SearchFilter("EQUAL", "DICOMPatientId", (samples[i]["patient_id"],)))), None),
         ]
-        print(f"\n{'query (maxResults 50)':58} {'p50 ms':>8} {'p99 ms':>8} {'rows':>5}")
-        for name, criteria, call in queries:
-            if call is None:
-                assert criteria is not None
-                make = criteria
-                call = lambda i, make=make: search_image_sets(catalog, DS, make(i), limit=50, cursor=None)  # noqa: E731
-            p50, p99, found = timed(args.runs, call)
-            print(f"{name:58} {p50:8.2f} {p99:8.2f} {found:5d}")
-            if criteria is not None:
-                print(f"    plan: {plan(catalog, criteria(0))}")
+        if not args.skip_catalog:
+            print(f"\ncatalog: search_image_sets in this process [{loadavg()}]")
+            print(f"{'query (maxResults 50)':58} {'p50 ms':>8} {'p99 ms':>8} {'rows':>5}")
+            for name, criteria, call in queries:
+                if call is None:
+                    assert criteria is not None
+                    make = criteria
+                    call = lambda i, make=make: search_image_sets(catalog, DS, make(i), limit=50,  # noqa: E731
+                                                                  cursor=None)
+                p50, p99, found = timed(args.runs, call)
+                print(f"{name:58} {p50:8.2f} {p99:8.2f} {found:5d}")
+                if criteria is not None:
+                    print(f"    plan: {plan(catalog, criteria(0))}")
         catalog.close()
+    if not args.skip_api:
+        api_pass(rows, other, args.runs, [(name, criteria) for name, criteria, _ in queries if criteria is not None])
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import fcntl
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -15,7 +16,7 @@ from fastapi.responses import PlainTextResponse
 
 from starlette.middleware.cors import CORSMiddleware
 
-from tessel import __version__, ahi, dicomweb, documents, viewer
+from tessel import __version__, ahi, dicomweb, documents, lifecycle, viewer
 from tessel.catalog import query
 from tessel.auth import KeyStore, bootstrap
 from tessel.config import Settings
@@ -67,7 +68,14 @@ class JobRunner:
         self._thread.join(timeout=30)
 
     def _loop(self) -> None:
+        next_upkeep = 0.0
         while not self._stop.is_set():
+            if time.monotonic() >= next_upkeep:  # life-cycle upkeep: interrupted writes, deleted frames
+                next_upkeep = time.monotonic() + 60
+                try:
+                    lifecycle.maintain(self.stores)
+                except Exception:  # retried next minute; serving goes on
+                    log.exception("life-cycle upkeep failed")
             for job in jobs.unfinished_jobs(self.stores):
                 if self._stop.is_set():
                     return
@@ -91,6 +99,7 @@ def create_app(settings: Settings, stores: Stores | None = None, *, no_auth: boo
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         runner.start()
+        app.state.ahi_access.start()  # lastAccessedAt, written in batches
         try:
             dimse.start()  # DIMSE on settings.dicom_port (already bound by serve())
             try:
@@ -98,6 +107,7 @@ def create_app(settings: Settings, stores: Stores | None = None, *, no_auth: boo
             finally:
                 dimse.stop()
         finally:
+            app.state.ahi_access.stop()
             runner.stop()
 
     app = FastAPI(title="tessel", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)

@@ -67,6 +67,13 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 "log every HTTP request (client, method, path, status) to standard output"),
     SettingSpec("region", "TESSEL_REGION", None, "us-east-1", "region named in ARNs"),
     SettingSpec("account_id", "TESSEL_ACCOUNT_ID", None, "000000000000", "account id named in ARNs"),
+    SettingSpec("max_datastores", "TESSEL_MAX_DATASTORES", None, "100",
+                "datastores that may exist at once (CreateDatastore beyond it: ServiceQuotaExceededException)"),
+    SettingSpec("max_import_jobs", "TESSEL_MAX_IMPORT_JOBS", None, "100",
+                "unfinished import jobs per datastore (StartDICOMImportJob beyond it: ServiceQuotaExceededException)"),
+    SettingSpec("rate_limit", "TESSEL_RATE_LIMIT", None, None,
+                "AHI API requests per second per access key and operation, bursts of twice that (beyond it: "
+                "ThrottlingException; default: no limit)"),
 )
 
 _SECRETS = {"s3_secret_access_key", "secret_access_key"}
@@ -95,6 +102,9 @@ class Settings:
     access_log: bool = False
     region: str = "us-east-1"
     account_id: str = "000000000000"
+    max_datastores: int = 100
+    max_import_jobs: int = 100
+    rate_limit: float | None = None
 
     @property
     def resolved_catalog_url(self) -> str:
@@ -124,10 +134,12 @@ def _convert(name: str, raw: str) -> Any:
     kind = {f.name: f.type for f in fields(Settings)}[name]
     if name in ("data_dir", "master_key_file"):
         return Path(raw)
-    if name in ("port", "dicom_port", "workers"):
+    if name in ("port", "dicom_port", "workers", "max_datastores", "max_import_jobs"):
         return int(raw)
     if name == "access_log":
         return raw.strip().lower() in ("1", "true", "yes", "on")
+    if name == "rate_limit":
+        return float(raw)
     if name == "cors_origins":
         return tuple(o.strip() for o in raw.split(",") if o.strip())
     if name == "import_roots":

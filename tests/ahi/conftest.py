@@ -61,7 +61,7 @@ def make_client(url: str, key_id: str, secret: str, **config: Any) -> Any:
     return boto3.client(
         "medical-imaging", endpoint_url=url, region_name=REGION,
         aws_access_key_id=key_id, aws_secret_access_key=secret,
-        config=Config(inject_host_prefix=False, retries={"max_attempts": 1}, **config))
+        config=Config(inject_host_prefix=False, **{"retries": {"max_attempts": 1}, **config}))
 
 
 def server_env(**extra: str) -> dict[str, str]:

@@ -34,11 +34,15 @@ def test_create_datastore_honours_every_input(client: Any, server: Server) -> No
     assert client.list_tags_for_resource(resourceArn=props["datastoreArn"])["tags"] == {"team": "radiology"}
     # The same clientToken is the same datastore; with other parameters it is a conflict.
     again = client.create_datastore(datastoreName="full.set/#-1", clientToken=token, kmsKeyArn=kms,
-                                    losslessStorageFormat="JPEG_2000_LOSSLESS")
+                                    lambdaAuthorizerArn=lam, losslessStorageFormat="JPEG_2000_LOSSLESS")
     assert again["datastoreId"] == out["datastoreId"]
-    with pytest.raises(ClientError) as caught:
-        client.create_datastore(datastoreName="other", clientToken=token)
-    assert code(caught) == "ConflictException"
+    for changed in ({"datastoreName": "other"}, {"lambdaAuthorizerArn": lam.replace("authorizer", "other")},
+                    {"tags": {"team": "cardiology"}}):
+        with pytest.raises(ClientError) as caught:
+            client.create_datastore(**{"datastoreName": "full.set/#-1", "clientToken": token, "kmsKeyArn": kms,
+                                       "lambdaAuthorizerArn": lam, "losslessStorageFormat": "JPEG_2000_LOSSLESS",
+                                       **changed})
+        assert code(caught) == "ConflictException", changed
 
 
 def test_a_datastore_defaults_to_htj2k(client: Any, datastore: str) -> None:

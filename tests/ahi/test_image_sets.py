@@ -21,6 +21,13 @@ from tests.factory import make_instance, make_series
 STUDY, SERIES = "1.2.826.0.1.3680043.10.1.1", "1.2.826.0.1.3680043.10.1.1.1"
 
 
+def manifest_entry(job: dict[str, Any]) -> dict[str, Any]:
+    """The one image set an import job made, from its manifest."""
+    result = Path(urllib.parse.unquote(job["outputS3Uri"].removeprefix("file://")))
+    (entry,) = json.loads((result / "job-output-manifest.json").read_text())["jobSummary"]["imageSetsSummary"]
+    return dict(entry)
+
+
 def metadata(client: Any, datastore: str, image_set: str, **kwargs: Any) -> dict[str, Any]:
     out = client.get_image_set_metadata(datastoreId=datastore, imageSetId=image_set, **kwargs)
     assert out["contentType"] == "application/json" and out["contentEncoding"] == "gzip"
@@ -261,3 +268,51 @@ def test_the_server_refuses_a_union_with_two_members(server: Server, imported: t
     with pytest.raises(unchecked.exceptions.ValidationException) as caught:
         unchecked.list_image_set_versions(datastoreId=datastore, imageSetId=image_set, maxResults=0)
     assert "'maxResults'" in str(caught.value)
+
+
+def test_a_merge_that_does_not_fit_leaves_a_copy_failed_version_with_its_reason(client: Any, server: Server,
+                                                                               datastore: str) -> None:
+    """As AHI does: the call is accepted, the destination's history records the failure and why."""
+    first, second = server.new_folder(), server.new_folder()
+    make_series(first, 1, study=STUDY, series=SERIES)
+    make_series(second, 1, study="1.2.826.0.1.3680043.10.4.2", series="1.2.826.0.1.3680043.10.4.2.1",
+                patient_id="SOMEONE-ELSE")
+    source = manifest_entry(import_folder(client, server, datastore, first))["imageSetId"]
+    target = manifest_entry(import_folder(client, server, datastore, second))["imageSetId"]
+    out = client.copy_image_set(datastoreId=datastore, sourceImageSetId=source, copyImageSetInformation={
+        "sourceImageSet": {"latestVersionId": "1"},
+        "destinationImageSet": {"imageSetId": target, "latestVersionId": "1"}})
+    destination = out["destinationImageSetProperties"]
+    assert (destination["imageSetState"], destination["imageSetWorkflowStatus"], destination["latestVersionId"]) == (
+        "ACTIVE", "COPY_FAILED", "2")
+    props = client.get_image_set(datastoreId=datastore, imageSetId=target)
+    assert props["imageSetWorkflowStatus"] == "COPY_FAILED"
+    assert props["message"].startswith("INVALID_REQUEST: ") and "Patient.PatientID" in props["message"]
+    versions = client.list_image_set_versions(datastoreId=datastore, imageSetId=target)["imageSetPropertiesList"]
+    assert [(v["versionId"], v["ImageSetWorkflowStatus"]) for v in versions] == [("2", "COPY_FAILED"),
+                                                                                 ("1", "CREATED")]
+    assert versions[0]["message"] == props["message"]
+    assert len(instances(metadata(client, datastore, target))) == 1  # nothing was merged
+    # forced, the copy goes through (the destination keeps its own Patient/Study/Series metadata)
+    forced = client.copy_image_set(datastoreId=datastore, sourceImageSetId=source, force=True,
+                                   copyImageSetInformation={
+                                       "sourceImageSet": {"latestVersionId": "1"},
+                                       "destinationImageSet": {"imageSetId": target, "latestVersionId": "2"}})
+    assert forced["destinationImageSetProperties"]["imageSetWorkflowStatus"] == "COPIED"
+    assert client.get_image_set(datastoreId=datastore, imageSetId=target, versionId="3")["overrides"] == {
+        "forced": True}
+    assert len(instances(metadata(client, datastore, target))) == 2
+
+
+def test_deleting_the_datastore_deletes_every_stored_byte(client: Any, server: Server) -> None:
+    datastore = client.create_datastore(datastoreName="to-be-emptied")["datastoreId"]
+    folder = server.new_folder()
+    make_series(folder, 2)
+    image_set = manifest_entry(import_folder(client, server, datastore, folder))["imageSetId"]
+    stored = server.data_dir / "blobs" / "ds" / datastore
+    assert any(p.is_file() for p in stored.rglob("*"))
+    assert client.delete_image_set(datastoreId=datastore, imageSetId=image_set)["imageSetState"] == "DELETED"
+    assert client.delete_datastore(datastoreId=datastore)["datastoreStatus"] == "DELETED"
+    assert not any(p.is_file() for p in stored.rglob("*"))
+    assert datastore in [d["datastoreId"] for d in client.list_datastores(datastoreStatus="DELETED")[
+        "datastoreSummaries"]]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 from typing import Callable
 from urllib.parse import urlsplit
 
@@ -14,7 +15,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from tessel.auth.keys import AccessKey, KeyStatus
-from tessel.auth.sigv4 import ReceivedRequest, verify
+from tessel.auth.sigv4 import ReceivedRequest, signing_key, verify
 from tessel.config import Secret
 from tessel.errors import Unauthenticated
 
@@ -120,3 +121,16 @@ def test_a_scope_for_another_service_is_refused() -> None:
     received = ReceivedRequest("GET", "/datastore", "", [*request.headers.items(), ("Host", "127.0.0.1")], b"")
     with pytest.raises(Unauthenticated, match="service 's3'"):
         verify(received, lookup)
+
+
+def test_the_cached_signing_key_signs_as_botocore_does() -> None:
+    request = AWSRequest(method="GET", url="http://127.0.0.1/datastore")
+    request.context["timestamp"] = "20240229T235959Z"
+    for secret, region, service in [("unit-secret", "us-east-1", "medical-imaging"),
+                                    ("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "eu-west-2", "s3")]:
+        botocore_signer = SigV4Auth(Credentials("AKID", secret), service, region)
+        string_to_sign = f"AWS4-HMAC-SHA256\n20240229T235959Z\n20240229/{region}/{service}/aws4_request\n" + "ab" * 32
+        expected = botocore_signer.signature(string_to_sign, request)
+        ours = hmac.new(signing_key(secret, "20240229", region, service), string_to_sign.encode(),
+                        hashlib.sha256).hexdigest()
+        assert ours == expected

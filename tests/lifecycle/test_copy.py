@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -10,7 +12,7 @@ import sqlalchemy as sa
 from tessel import retrieve
 from tessel.blobs import keys
 from tessel.catalog import edits
-from tessel.catalog.models import ImageSetWorkflowStatus
+from tessel.catalog.models import ImageSetState, ImageSetWorkflowStatus
 from tessel.catalog.sql.tables import frames
 from tessel.errors import Conflict, InvalidInput, QuotaExceeded
 from tessel.lifecycle.datastores import create_datastore
@@ -51,7 +53,9 @@ def test_a_copy_without_destination_is_a_new_non_primary_image_set_at_version_1(
     assert dst.id != source
     assert (dst.latest_version, dst.workflow_status, dst.is_primary) == (1, ImageSetWorkflowStatus.COPIED, False)
     assert (dst.number_of_instances, dst.study_instance_uid, dst.patient_id) == (3, before.study_instance_uid, "P1")
-    assert src == before  # the source is not changed at all
+    # the source is not changed, only its workflow status says it was copied (as in AHI)
+    assert replace(src, workflow_status=before.workflow_status) == before
+    assert (src.state, src.workflow_status) == (ImageSetState.ACTIVE, ImageSetWorkflowStatus.COPIED)
     source_doc, copy_doc = document(stores, ds, source), document(stores, ds, dst.id)
     assert copy_doc["ImageSetID"] == dst.id and copy_doc["DatastoreID"] == ds
     assert copy_doc["Study"] == source_doc["Study"] and copy_doc["Patient"] == source_doc["Patient"]
@@ -125,31 +129,41 @@ def test_stale_versions_are_conflicts(stores: Stores, ds: str, source: str) -> N
 def test_sop_instance_uids_stay_unique_in_the_destination(stores: Stores, ds: str, source: str) -> None:
     doc = document(stores, ds, source)
     _, partial = copy_image_set(stores, ds, source, source_latest_version=1, copiable=pick(doc, 0))
-    with pytest.raises(Conflict, match="unique within an image set"):
-        copy_image_set(stores, ds, source, source_latest_version=1, copiable=pick(doc, 0, 1),
-                       destination_image_set_id=partial.id, destination_latest_version=1)
-    assert retrieve.get_image_set(stores, ds, partial.id).latest_version == 1
+    src, failed = copy_image_set(stores, ds, source, source_latest_version=1, copiable=pick(doc, 0, 1),
+                                 destination_image_set_id=partial.id, destination_latest_version=1)
+    # As in AHI, the failed merge is a version of the destination, with the same content and the reason.
+    assert (failed.latest_version, failed.state, failed.workflow_status) == (
+        2, ImageSetState.ACTIVE, ImageSetWorkflowStatus.COPY_FAILED)
+    assert failed.message is not None and "unique within an image set" in failed.message
+    assert document(stores, ds, partial.id, 2) == document(stores, ds, partial.id, 1)
+    _, version = get_image_set_version(stores, ds, partial.id, 2)
+    assert (version.workflow_status, version.message) == (ImageSetWorkflowStatus.COPY_FAILED, failed.message)
+    assert (src.state, src.workflow_status, src.latest_version) == (
+        ImageSetState.ACTIVE, ImageSetWorkflowStatus.COPY_FAILED, 1)
 
 
 def test_inconsistent_metadata_needs_force_and_force_keeps_the_destination_metadata(
         stores: Stores, ds: str, source: str) -> None:
     other = make_image_set(stores, ds, study=uid("study2"), series=uid("series2"), count=1, patient_id="P2",
                            accession="ACC2")
-    with pytest.raises(Conflict, match=r"Patient\.PatientID.*Study\.AccessionNumber"):
-        copy_image_set(stores, ds, source, source_latest_version=1, destination_image_set_id=other,
-                       destination_latest_version=1)
+    _, failed = copy_image_set(stores, ds, source, source_latest_version=1, destination_image_set_id=other,
+                               destination_latest_version=1)
+    assert failed.workflow_status == ImageSetWorkflowStatus.COPY_FAILED and failed.message is not None
+    assert re.search(r"^INVALID_REQUEST: .*Patient\.PatientID.*Study\.AccessionNumber", failed.message)
+    assert failed.number_of_instances == 1
     before = document(stores, ds, other)
     _, dst = copy_image_set(stores, ds, source, source_latest_version=1, destination_image_set_id=other,
-                            destination_latest_version=1, force=True)
+                            destination_latest_version=2, force=True)
     after = document(stores, ds, other)
-    assert (dst.latest_version, dst.number_of_instances, dst.patient_id) == (2, 4, "P2")
+    assert (dst.latest_version, dst.number_of_instances, dst.patient_id) == (3, 4, "P2")
+    assert (dst.workflow_status, dst.message) == (ImageSetWorkflowStatus.COPIED, None)
     assert after["Patient"] == before["Patient"] and after["Study"]["DICOM"] == before["Study"]["DICOM"]
     assert list(after["Study"]["Series"]) == [uid("series2")]  # copied instances joined its series
     with stores.catalog.read() as conn:
         rows = edits.instance_rows(conn, other)
     assert {(r["study_instance_uid"], r["series_instance_uid"]) for r in rows.values()} == \
         {(uid("study2"), uid("series2"))}
-    _, version = get_image_set_version(stores, ds, other, 2)
+    _, version = get_image_set_version(stores, ds, other, 3)
     assert version.forced
 
 

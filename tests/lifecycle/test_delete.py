@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import sqlalchemy as sa
 
 from tessel import retrieve
 from tessel.blobs import keys
-from tessel.catalog.models import ImageSetState, ImageSetWorkflowStatus
+from tessel.catalog import edits
+from tessel.catalog.models import ImageSetState, ImageSetWorkflowStatus, JobStatus
 from tessel.catalog.search import SearchCriteria, search_image_sets
 from tessel.catalog.sql.tables import frames, instances
 from tessel.errors import Conflict, NotFound
+from tessel.lifecycle import deletion
 from tessel.lifecycle.datastores import create_datastore, delete_datastore
 from tessel.lifecycle.imagesets import (copy_image_set, delete_image_set, get_image_set_version,
                                         list_image_set_versions, update_image_set_metadata)
+from tessel.ingest.jobs import start_import_job
 from tessel.stores import Stores
 from tests.lifecycle import document, make_image_set, uid
 
@@ -63,7 +68,10 @@ def test_delete_removes_rows_and_documents_so_nothing_serves_it(stores: Stores, 
         retrieve.get_image_frame(stores, ds, image_set, frame_id)
     assert not stores.blobs.exists(keys.metadata(ds, image_set, 1))
     assert not stores.blobs.exists(keys.metadata(ds, image_set, 2))
-    assert stores.blobs.exists(keys.frame(ds, frame_id))  # frames are left to the orphan sweep
+    assert stores.blobs.exists(keys.frame(ds, frame_id))  # frames go after a grace period ...
+    assert deletion.purge_frames(stores) == 0
+    assert deletion.purge_frames(stores, grace=0) == 2  # ... once nothing holds them
+    assert not stores.blobs.exists(keys.frame(ds, frame_id))
     page = search_image_sets(stores.catalog, ds, SearchCriteria(), limit=50, cursor=None)
     assert image_set not in [s.id for s in page.image_sets]
 
@@ -80,6 +88,7 @@ def test_delete_is_idempotent_and_the_image_set_then_refuses_writes(stores: Stor
 def test_deleting_a_copy_keeps_the_shared_frames_of_the_source(stores: Stores, ds: str, image_set: str) -> None:
     _, copy = copy_image_set(stores, ds, image_set, source_latest_version=2)
     delete_image_set(stores, ds, copy.id)
+    assert deletion.purge_frames(stores, grace=0) == 0  # the source holds every frame of the copy
     assert count_rows(stores, image_set) == (2, 2)
     doc = document(stores, ds, image_set)
     for series in doc["Study"]["Series"].values():
@@ -92,3 +101,48 @@ def test_a_datastore_can_be_deleted_once_its_image_sets_are(stores: Stores, ds: 
         delete_datastore(stores, ds)
     delete_image_set(stores, ds, image_set)
     delete_datastore(stores, ds)
+
+
+def test_frames_wait_while_instances_may_be_arriving(stores: Stores, ds: str, image_set: str) -> None:
+    doc = document(stores, ds, image_set)
+    frame_ids = [node["ImageFrames"][0]["ID"] for series in doc["Study"]["Series"].values()
+                 for node in series["Instances"].values()]
+    job = start_import_job(stores, ds, (stores.settings.data_dir / "in").as_uri(), (stores.settings.data_dir / "out").as_uri())
+    delete_image_set(stores, ds, image_set)
+    # An import of the same instances would reuse these very frames before committing its rows.
+    assert deletion.purge_frames(stores, grace=0) == 0
+    assert all(stores.blobs.exists(keys.frame(ds, f)) for f in frame_ids)
+    stores.catalog.set_job_status(job.id, JobStatus.COMPLETED)
+    assert deletion.purge_frames(stores, grace=0) == 2
+    assert not any(stores.blobs.exists(keys.frame(ds, f)) for f in frame_ids)
+
+
+def test_a_delete_in_progress_shows_locked_deleting(stores: Stores, ds: str, image_set: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = []
+    real = edits.mark_deleted
+
+    def observing(conn: Any, *args: Any) -> bool:
+        seen.append(retrieve.get_image_set(stores, ds, image_set))  # another connection's view
+        return real(conn, *args)
+
+    monkeypatch.setattr(edits, "mark_deleted", observing)
+    delete_image_set(stores, ds, image_set)
+    assert [(s.state, s.workflow_status) for s in seen] == [(ImageSetState.LOCKED, ImageSetWorkflowStatus.DELETING)]
+    final = retrieve.get_image_set(stores, ds, image_set)
+    assert (final.state, final.workflow_status, final.locked_at) == (
+        ImageSetState.DELETED, ImageSetWorkflowStatus.DELETED, None)
+
+
+def test_a_failed_delete_returns_to_active_with_the_reason(stores: Stores, ds: str, image_set: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing(*args: Any) -> None:
+        raise OSError("disk unplugged")
+
+    monkeypatch.setattr(deletion, "schedule", failing)
+    with pytest.raises(OSError):
+        delete_image_set(stores, ds, image_set)
+    after = retrieve.get_image_set(stores, ds, image_set)
+    assert (after.state, after.latest_version) == (ImageSetState.ACTIVE, 2)
+    assert after.message is not None and "disk unplugged" in after.message
+    assert count_rows(stores, image_set) == (2, 2)

@@ -21,7 +21,18 @@ from tessel.errors import (AlreadyExists, Conflict, Forbidden, InvalidInput, Not
 
 log = logging.getLogger("tessel.ahi")
 
+
+class NotAcceptable(TesselError):
+    """GetImageFrame: the Accept header excludes the frame's stored media type."""
+
+
+class BadRequest(InvalidInput):
+    """GetImageFrame: the request body is malformed (not the JSON the operation takes)."""
+
+
 ERROR_TABLE: dict[type[Exception], tuple[str, int]] = {
+    NotAcceptable: ("NotAcceptableException", 406),
+    BadRequest: ("BadRequestException", 400),
     InvalidInput: ("ValidationException", 400),
     NotFound: ("ResourceNotFoundException", 404),
     AlreadyExists: ("ConflictException", 409),

@@ -18,6 +18,7 @@ import botocore.session
 from botocore import xform_name
 from botocore.model import OperationModel, ServiceModel, StructureShape
 
+from tessel.ahi.errors import BadRequest
 from tessel.ahi.validation import ValidationError, check_required, convert, convert_scalar_text
 
 SERVICE = "medical-imaging"
@@ -33,6 +34,11 @@ class Operation:
     route: str         # the Starlette path
     raw_path: re.Pattern[str]  # matches the still percent-encoded path
     model: OperationModel
+
+    @property
+    def malformed_is_bad_request(self) -> bool:
+        """The model gives this operation BadRequestException ("the request is invalid or malformed")."""
+        return any(e.name == "BadRequestException" for e in self.model.error_shapes)
 
     @property
     def input_shape(self) -> StructureShape:
@@ -80,13 +86,16 @@ def operations() -> tuple[Operation, ...]:
     return tuple(ops)
 
 
-def _json_body(body: bytes, where: str) -> Any:
+def _json_body(op: Operation, body: bytes, where: str) -> Any:
     if not body.strip():
         return None
     try:
         return json.loads(body)
     except (UnicodeDecodeError, ValueError):
-        raise ValidationError(where, f"the request body is not valid JSON (at '{where}')") from None
+        message = f"the request body is not valid JSON (at '{where}')"
+        if op.malformed_is_bad_request:
+            raise BadRequest(message) from None
+        raise ValidationError(where, message) from None
 
 
 def parse_request(op: Operation, *, raw_path: str, path_params: Mapping[str, str],
@@ -122,13 +131,13 @@ def parse_request(op: Operation, *, raw_path: str, path_params: Mapping[str, str
             if member.type_name in ("blob", "string"):
                 params[name] = body if member.type_name == "blob" else body.decode("utf-8", "replace")
             else:
-                value = _json_body(body, name)
+                value = _json_body(op, body, name)
                 if value is not None:
                     params[name] = convert(member, value, name)
         else:
             body_members[name] = member
     if body_members:
-        value = _json_body(body, "body")
+        value = _json_body(op, body, "body")
         if value is None:
             value = {}
         if not isinstance(value, dict):

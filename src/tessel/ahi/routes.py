@@ -20,23 +20,25 @@ from starlette.responses import Response
 
 from tessel import retrieve
 from tessel.ahi import shapes
-from tessel.ahi.errors import error_response, new_request_id, response_for
+from tessel.ahi.access import AccessLog
+from tessel.ahi.errors import NotAcceptable, error_response, new_request_id, response_for
 from tessel.ahi.protocol import Operation, operations, parse_request
+from tessel.ahi.throttle import RateLimiter
 from tessel.ahi.validation import ValidationError
 from tessel.auth import Principal, authenticate, require
 from tessel.catalog.models import DatastoreStatus, JobStatus, LosslessStorageFormat
 from tessel.catalog.search import search_image_sets as search_catalog
 from tessel.config import Settings
-from tessel.errors import InvalidInput, NotFound, QuotaExceeded
+from tessel.errors import InvalidInput, NotFound, QuotaExceeded, Unavailable, Unsupported
 from tessel.ingest import jobs
 from tessel.ingest.locations import check_under_roots, parse_location
+from tessel.ingest.s3 import S3Location
 from tessel.lifecycle import datastores, imagesets
 from tessel.stores import Stores
 
 DEFAULT_PAGE = 50
-MAX_DATASTORES = 100          # AHI's default quota per region
-MAX_CONCURRENT_JOBS = 100     # per datastore
-MAX_TAGS = 50                 # per resource
+MAX_TAGS = 50                 # per resource (AHI)
+MAX_UPDATE_PAYLOAD = 10 * 1024  # bytes of each DICOMUpdates document (AHI's quota; the model allows 30000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,12 @@ class Context:
     stores: Stores
     principal: Principal
     jobs: Any  # the app's JobRunner: submit() wakes it
+    accept: str | None = None  # the request's Accept header (GetImageFrame answers 406 if it excludes the frame)
+    access: AccessLog | None = None  # where reads and writes of image sets are remembered (lastAccessedAt)
+
+    def accessed(self, image_set_id: str) -> None:
+        if self.access is not None:
+            self.access.record(image_set_id)
 
     @property
     def settings(self) -> Settings:
@@ -69,17 +77,17 @@ def create_datastore(ctx: Context, p: Params) -> Params:
     tags = p.get("tags") or {}
     if len(tags) > MAX_TAGS:
         raise ValidationError("tags", f"a resource can have at most {MAX_TAGS} tags")
+    quota = ctx.settings.max_datastores
     if ctx.stores.catalog.find_datastore(client_token=token) is None:
-        live = ctx.stores.catalog.list_datastores(status=DatastoreStatus.ACTIVE.value, limit=MAX_DATASTORES)
-        if len(live) >= MAX_DATASTORES:
-            raise QuotaExceeded(f"the quota of {MAX_DATASTORES} datastores is reached")
+        live = [d for d in ctx.stores.catalog.list_datastores(limit=quota + 1000)
+                if d.status != DatastoreStatus.DELETED]
+        if len(live) >= quota:
+            raise QuotaExceeded(f"the quota of {quota} datastores is reached (TESSEL_MAX_DATASTORES); "
+                                f"delete one first")
     ds = datastores.create_datastore(
         ctx.stores, p.get("datastoreName") or f"datastore-{token}"[:256], client_token=token,
         lossless_storage_format=LosslessStorageFormat(p.get("losslessStorageFormat", "HTJ2K")),
-        kms_key_arn=p.get("kmsKeyArn"), lambda_authorizer_arn=p.get("lambdaAuthorizerArn"))
-    if tags:
-        with ctx.stores.catalog.write() as conn:
-            ctx.stores.catalog.set_tags(conn, shapes.datastore_arn(ctx.settings, ds.id), tags)
+        kms_key_arn=p.get("kmsKeyArn"), lambda_authorizer_arn=p.get("lambdaAuthorizerArn"), tags=tags)
     return {"datastoreId": ds.id, "datastoreStatus": ds.status.value}
 
 
@@ -109,12 +117,7 @@ def list_datastores(ctx: Context, p: Params) -> Params:
 
 def delete_datastore(ctx: Context, p: Params) -> Params:
     ds = datastores.delete_datastore(ctx.stores, p["datastoreId"])
-    arn = shapes.datastore_arn(ctx.settings, ds.id)
-    tags = ctx.stores.catalog.get_tags(arn)
-    if tags:
-        with ctx.stores.catalog.write() as conn:
-            ctx.stores.catalog.remove_tags(conn, arn, list(tags))
-    return {"datastoreId": ds.id, "datastoreStatus": DatastoreStatus.DELETED.value}
+    return {"datastoreId": ds.id, "datastoreStatus": ds.status.value}
 
 
 # -- import jobs --------------------------------------------------------------------------------
@@ -137,22 +140,48 @@ def _file_uri(uri: str) -> str:
     return "file://" + uri[len("file:"):] if uri.startswith("file:/") and not uri.startswith("file://") else uri
 
 
+def _check_owner(ctx: Context, uri: str, account_id: str) -> None:
+    """inputOwnerAccountId: S3 itself refuses a bucket another account owns (ExpectedBucketOwner)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    location = parse_location(uri, ctx.settings)
+    if not isinstance(location, S3Location):
+        raise ValidationError("inputOwnerAccountId", "Value at 'inputOwnerAccountId' failed to satisfy "
+                              "constraint: it names the owner of an s3:// input bucket; inputS3Uri is not s3://")
+    try:
+        location.client.head_bucket(Bucket=location.bucket, ExpectedBucketOwner=account_id)
+    except ClientError as exc:
+        raise ValidationError("inputOwnerAccountId", f"Value '{account_id}' at 'inputOwnerAccountId' failed to "
+                              f"satisfy constraint: bucket {location.bucket} is not owned by that account "
+                              f"({exc.response.get('Error', {}).get('Code', 'refused')})") from None
+    except BotoCoreError as exc:
+        raise Unavailable(f"cannot reach the S3 endpoint to check the owner of {location.bucket}: {exc}") from None
+
+
 def start_dicom_import_job(ctx: Context, p: Params) -> Params:
-    ds = datastores.get_datastore(ctx.stores, p["datastoreId"])
+    ds = datastores.active_datastore(ctx.stores, p["datastoreId"])
+    if p.get("importConfiguration"):
+        # Which JSON attributes AHI merges into which files is not documented; refusing is honest.
+        raise Unsupported("1 validation error detected: Value at 'importConfiguration' failed to satisfy "
+                          "constraint: dicomJsonMetadataImportConfiguration is not supported by tessel; import "
+                          "the DICOM files, then apply the JSON metadata with UpdateImageSetMetadata")
     source, output = _file_uri(p["inputS3Uri"]), _file_uri(p["outputS3Uri"])
     _check_location(ctx, source, "inputS3Uri", must_exist=True)
     _check_location(ctx, output, "outputS3Uri", must_exist=False)
+    owner = p.get("inputOwnerAccountId")
+    if owner:
+        _check_owner(ctx, source, owner)
     token = p["clientToken"]
+    quota = ctx.settings.max_import_jobs
     if ctx.stores.catalog.find_job_by_token(ds.id, token) is None:
         running = ctx.stores.catalog.list_jobs(
-            ds.id, statuses=[JobStatus.SUBMITTED.value, JobStatus.IN_PROGRESS.value],
-            limit=MAX_CONCURRENT_JOBS)
-        if len(running) >= MAX_CONCURRENT_JOBS:
-            raise QuotaExceeded(f"datastore {ds.id} already runs {MAX_CONCURRENT_JOBS} import jobs")
-    config = p.get("importConfiguration")
+            ds.id, statuses=[JobStatus.SUBMITTED.value, JobStatus.IN_PROGRESS.value], limit=quota)
+        if len(running) >= quota:
+            raise QuotaExceeded(f"datastore {ds.id} already has {quota} unfinished import jobs "
+                                f"(TESSEL_MAX_IMPORT_JOBS); start this one when one has ended")
     job = jobs.start_import_job(ctx.stores, ds.id, source, output, name=p.get("jobName"),
                                 client_token=token, data_access_role_arn=p["dataAccessRoleArn"],
-                                import_configuration=json.dumps(config) if config else None)
+                                input_owner_account_id=owner)
     if job.status in (JobStatus.SUBMITTED, JobStatus.IN_PROGRESS):
         ctx.jobs.submit()
     return {"datastoreId": job.datastore_id, "jobId": job.id, "jobStatus": job.status.value,
@@ -213,13 +242,20 @@ def get_image_set_metadata(ctx: Context, p: Params) -> Response:
     if version == 0:  # versions start at 1 (and retrieve reads 0 as "latest")
         raise NotFound(f"image set {p['imageSetId']} has no version 0")
     blob = retrieve.get_metadata_blob(ctx.stores, p["datastoreId"], p["imageSetId"], version)
+    ctx.accessed(p["imageSetId"])
     return _blob(blob, "application/json", **{"Content-Encoding": "gzip"})
 
 
 def get_image_frame(ctx: Context, p: Params) -> Response:
     frame = retrieve.get_image_frame(ctx.stores, p["datastoreId"], p["imageSetId"],
                                      p["imageFrameInformation"]["imageFrameId"])
-    return _blob(frame.data, shapes.frame_media_type(frame.transfer_syntax_uid, frame.media_type))
+    media_type = shapes.frame_media_type(frame.transfer_syntax_uid, frame.media_type)
+    if ctx.accept and not shapes.accepts(ctx.accept, media_type):
+        raise NotAcceptable(f"image frame {p['imageFrameInformation']['imageFrameId']} is stored as "
+                            f"{media_type}, which the Accept header ({ctx.accept}) excludes; GetImageFrame "
+                            f"returns the stored bytes only")
+    ctx.accessed(p["imageSetId"])
+    return _blob(frame.data, media_type)
 
 
 def list_image_set_versions(ctx: Context, p: Params) -> Params:
@@ -242,6 +278,10 @@ def update_image_set_metadata(ctx: Context, p: Params) -> Params:
     revert = None
     if "DICOMUpdates" in updates:
         d = updates["DICOMUpdates"]
+        for name, blob in d.items():
+            if len(blob) > MAX_UPDATE_PAYLOAD:
+                raise QuotaExceeded(f"{name} is {len(blob)} bytes; UpdateImageSetMetadata takes at most "
+                                    f"{MAX_UPDATE_PAYLOAD} bytes per document (split the update)")
         if "updatableAttributes" in d:
             updatable = shapes.json_document(d["updatableAttributes"], f"{where}.updatableAttributes")
         if "removableAttributes" in d:
@@ -255,6 +295,7 @@ def update_image_set_metadata(ctx: Context, p: Params) -> Params:
         ctx.stores, p["datastoreId"], p["imageSetId"], latest_version_id=int(p["latestVersionId"]),
         updatable=updatable, removable=removable, revert_to_version_id=revert,
         force=bool(p.get("force")), include_study_image_sets=bool(p.get("includeStudyImageSets")))
+    ctx.accessed(image_set.id)
     return shapes.update_result(image_set)
 
 
@@ -271,6 +312,8 @@ def copy_image_set(ctx: Context, p: Params) -> Params:
         destination_image_set_id=destination["imageSetId"] if destination else None,
         destination_latest_version=int(destination["latestVersionId"]) if destination else None,
         force=bool(p.get("force")), promote_to_primary=bool(p.get("promoteToPrimary")))
+    ctx.accessed(src.id)
+    ctx.accessed(dst.id)
     return {"datastoreId": p["datastoreId"],
             "sourceImageSetProperties": shapes.copy_properties(ctx.settings, src),
             "destinationImageSetProperties": shapes.copy_properties(ctx.settings, dst)}
@@ -333,12 +376,16 @@ def _endpoint(op: Operation, function: Callable[[Context, Params], Any]) -> Call
         request_id = new_request_id()
         try:
             principal = await authenticate(request)
+            limiter: RateLimiter | None = request.app.state.ahi_rate_limiter
+            if limiter is not None:
+                limiter.take(principal.access_key_id, op.name)
             raw_path = (request.scope.get("raw_path") or request.scope["path"].encode()).decode("latin-1")
             params = parse_request(op, raw_path=raw_path, path_params=request.path_params,
                                    query=request.query_params.multi_items(), body=await request.body())
             stores: Stores = request.app.state.stores
             require(principal, action, _resource(stores.settings, params))
-            ctx = Context(stores, principal, request.app.state.jobs)
+            ctx = Context(stores, principal, request.app.state.jobs, request.headers.get("accept"),
+                          request.app.state.ahi_access)
             result = await run_in_threadpool(function, ctx, params)
         except Exception as exc:  # every failure answers in botocore's error shape
             return response_for(exc, request_id, op.name)
@@ -378,6 +425,9 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 def install(app: FastAPI) -> None:
     """Mount the API on the root of `app` (needs app.state.stores, .keys and .jobs)."""
+    rate = app.state.stores.settings.rate_limit
+    app.state.ahi_rate_limiter = RateLimiter(rate) if rate else None
+    app.state.ahi_access = AccessLog(app.state.stores.catalog)  # started and stopped by the app's lifespan
     app.include_router(build_router())
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

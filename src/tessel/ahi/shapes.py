@@ -13,12 +13,15 @@ import json
 import re
 from typing import Any, Mapping
 
+from tessel.ahi.access import storage_tier
 from tessel.ahi.validation import ValidationError
 from tessel.catalog.models import Datastore, ImageSet, ImageSetVersion, ImportJob
 from tessel.catalog.search import SearchCriteria, SearchFilter
 from tessel.config import Settings
 from tessel.errors import NotFound
 from tessel.ingest.jobs import job_output_uri
+from tessel.lifecycle.datastores import datastore_arn as datastore_arn  # re-exported: the wire names ARNs
+from tessel.lifecycle.datastores import image_set_arn as image_set_arn
 
 _ARN = re.compile(r"arn:aws:medical-imaging:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
                   r"datastore/(?P<ds>[0-9a-z]{32})(/imageset/(?P<is>[0-9a-z]{32}))?")
@@ -30,14 +33,6 @@ def _clean(d: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- ARNs ---------------------------------------------------------------------------------------
-
-def datastore_arn(settings: Settings, datastore_id: str) -> str:
-    return f"arn:aws:medical-imaging:{settings.region}:{settings.account_id}:datastore/{datastore_id}"
-
-
-def image_set_arn(settings: Settings, datastore_id: str, image_set_id: str) -> str:
-    return f"{datastore_arn(settings, datastore_id)}/imageset/{image_set_id}"
-
 
 def parse_arn(settings: Settings, arn: str) -> tuple[str, str | None]:
     """(datastore id, image set id or None) of one of this server's ARNs."""
@@ -63,6 +58,19 @@ _AHI_MEDIA_TYPES = {
     "1.2.840.10008.1.2.4.203": "image/jphc",
     "1.2.840.10008.1.2.4.112": "image/jxl",
 }
+
+
+def accepts(accept: str, media_type: str) -> bool:
+    """Whether an Accept header admits `media_type` (a q=0 entry refuses it)."""
+    kind = media_type.split("/")[0].lower()
+    for entry in accept.split(","):
+        value, *params = (part.strip() for part in entry.split(";"))
+        if any(p.replace(" ", "").lower() in ("q=0", "q=0.0", "q=0.00", "q=0.000") for p in params):
+            continue
+        value = value.lower()
+        if value in ("*/*", "*", f"{kind}/*", media_type.lower()):
+            return True
+    return False
 
 
 def frame_media_type(transfer_syntax_uid: str | None, codecs_media_type: str) -> str:
@@ -135,7 +143,7 @@ def image_set_properties(settings: Settings, image_set: ImageSet, version: Image
         "imageSetArn": image_set_arn(settings, image_set.datastore_id, image_set.id),
         "overrides": {"forced": True} if version.forced else None,
         "isPrimary": version.is_primary, "lastAccessedAt": image_set.last_accessed_at,
-        "storageTier": image_set.storage_tier})
+        "storageTier": storage_tier(image_set.created_at, image_set.last_accessed_at)})
 
 
 def version_properties(version: ImageSetVersion) -> dict[str, Any]:
@@ -183,7 +191,8 @@ def search_summary(image_set: ImageSet) -> dict[str, Any]:
         "DICOMStudyTime": image_set.study_time})
     return _clean({"imageSetId": image_set.id, "version": image_set.latest_version,
                    "createdAt": image_set.created_at, "updatedAt": image_set.updated_at,
-                   "lastAccessedAt": image_set.last_accessed_at, "storageTier": image_set.storage_tier,
+                   "lastAccessedAt": image_set.last_accessed_at,
+                   "storageTier": storage_tier(image_set.created_at, image_set.last_accessed_at),
                    "DICOMTags": tags, "isPrimary": image_set.is_primary})
 
 

@@ -1,14 +1,19 @@
 """Verify AWS Signature Version 4 on a received request.
 
-The expected signature is computed by botocore's own signer (SigV4Auth) from
-an AWSRequest rebuilt from what arrived: method, raw path, query, only the
-headers named in SignedHeaders, the body, and the request's own X-Amz-Date.
-Hand-written canonicalisation is where verifiers usually drift from clients.
+The canonical request and the string to sign come from botocore's own signer
+(SigV4Auth), given an AWSRequest rebuilt from what arrived: method, raw path,
+query, only the headers named in SignedHeaders, the body, and the request's own
+X-Amz-Date. Hand-written canonicalisation is where verifiers usually drift from
+clients. Only the last step is done here: the HMAC of the string to sign under
+the derived signing key, which is cached per (secret, date, region, service) as
+the SDKs cache it, since deriving it is four more HMACs on every request (a test
+checks the result against botocore's `signature`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import re
@@ -27,6 +32,7 @@ ALGORITHM = "AWS4-HMAC-SHA256"
 MAX_SKEW = dt.timedelta(minutes=15)
 _AUTH = re.compile(r"AWS4-HMAC-SHA256\s+(?P<fields>.+)", re.DOTALL)
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_AMZ_DATE = re.compile(r"\d{8}T\d{6}Z")
 TIMESTAMP = "%Y%m%dT%H%M%SZ"
 
 
@@ -51,16 +57,31 @@ class Authorization:
 
 class _Signer(SigV4Auth):  # type: ignore[misc]  # botocore ships no type hints
     """botocore's signer, with the payload hash taken literally from x-amz-content-sha256 when
-    sent (curl --aws-sigv4 signs that value and sends the raw body)."""
+    sent (curl --aws-sigv4 signs that value and sends the raw body), else the SHA-256 of the
+    body as received (what botocore's payload() computes, without re-preparing the request)."""
 
-    def __init__(self, credentials: Credentials, service: str, region: str, literal_payload: str | None):
+    def __init__(self, credentials: Credentials, service: str, region: str, payload_hash: str):
         super().__init__(credentials, service, region)
-        self._literal_payload = literal_payload
+        self._payload_hash = payload_hash
 
     def payload(self, request: AWSRequest) -> str:
-        if self._literal_payload is not None:
-            return self._literal_payload
-        return str(super().payload(request))
+        return self._payload_hash
+
+
+@functools.lru_cache(maxsize=1024)
+def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
+    """kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service), "aws4_request")."""
+    key = ("AWS4" + secret).encode()
+    for part in (date, region, service, "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return key
+
+
+def _timestamp(amz_date: str) -> dt.datetime:
+    if not _AMZ_DATE.fullmatch(amz_date):
+        raise ValueError(amz_date)
+    return dt.datetime(int(amz_date[0:4]), int(amz_date[4:6]), int(amz_date[6:8]), int(amz_date[9:11]),
+                       int(amz_date[11:13]), int(amz_date[13:15]), tzinfo=dt.timezone.utc)
 
 
 def parse_authorization(value: str) -> Authorization:
@@ -108,7 +129,7 @@ def verify(request: ReceivedRequest, lookup: Callable[[str], AccessKey | None], 
         raise Unauthenticated(f"the credential scope names service {auth.service!r}, not {service!r}")
     amz_date = (headers.get("x-amz-date") or [""])[0]
     try:
-        signed_at = dt.datetime.strptime(amz_date, TIMESTAMP).replace(tzinfo=dt.timezone.utc)
+        signed_at = _timestamp(amz_date)
     except ValueError:
         raise Unauthenticated("X-Amz-Date is missing or not in YYYYMMDD'T'HHMMSS'Z' form") from None
     if amz_date[:8] != auth.date:
@@ -126,10 +147,13 @@ def verify(request: ReceivedRequest, lookup: Callable[[str], AccessKey | None], 
         raise Unauthenticated(f"signed header {missing[0]!r} is not in the request")
 
     literal = headers["x-amz-content-sha256"][0] if "x-amz-content-sha256" in headers else None
-    if literal is not None and _HEX64.fullmatch(literal.lower()):
+    if literal is None or _HEX64.fullmatch(literal.lower()):
+        payload_hash = hashlib.sha256(request.body).hexdigest()
         # A declared body hash binds the body only if it is the body's hash.
-        if not hmac.compare_digest(literal.lower(), hashlib.sha256(request.body).hexdigest()):
+        if literal is not None and not hmac.compare_digest(literal.lower(), payload_hash):
             raise Unauthenticated("x-amz-content-sha256 does not match the request body")
+    else:
+        payload_hash = literal  # UNSIGNED-PAYLOAD, STREAMING-...: signed as the literal value
     host = headers["host"][0]
     aws_request = AWSRequest(method=request.method.upper(), url=f"http://{host}{request.raw_path}",
                              data=request.body, params=_query_pairs(request.query_string))
@@ -137,9 +161,12 @@ def verify(request: ReceivedRequest, lookup: Callable[[str], AccessKey | None], 
         for value in headers[name]:
             aws_request.headers[name] = value  # HTTPHeaders appends repeated names
     aws_request.context["timestamp"] = amz_date
-    signer = _Signer(Credentials(key.access_key_id, key.secret.reveal()), auth.service, auth.region, literal)
-    canonical = signer.canonical_request(aws_request)
-    expected = signer.signature(signer.string_to_sign(aws_request, canonical), aws_request)
+    secret = key.secret.reveal()
+    signer = _Signer(Credentials(key.access_key_id, secret), auth.service, auth.region,
+                     literal if literal is not None else payload_hash)
+    string_to_sign = signer.string_to_sign(aws_request, signer.canonical_request(aws_request))
+    expected = hmac.new(signing_key(secret, auth.date, auth.region, auth.service), string_to_sign.encode(),
+                        hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, auth.signature):
         raise Unauthenticated("The request signature we calculated does not match the signature you "
                               "provided. Check your AWS Secret Access Key and signing method.")

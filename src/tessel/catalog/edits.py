@@ -81,7 +81,7 @@ def mark_deleted(conn: Connection, image_set_id: str, expected_version: int, now
         image_sets.c.id == image_set_id, image_sets.c.latest_version == expected_version,
         image_sets.c.state != ImageSetState.DELETED.value,
     ).values(state=ImageSetState.DELETED.value, workflow_status=ImageSetWorkflowStatus.DELETED.value,
-             message=None, deleted_at=now, updated_at=now))
+             message=None, deleted_at=now, updated_at=now, locked_at=None))
     if result.rowcount != 1:
         return False
     conn.execute(sa.update(image_set_versions).where(image_set_versions.c.image_set_id == image_set_id)
@@ -96,3 +96,31 @@ def mark_deleted(conn: Connection, image_set_id: str, expected_version: int, now
 def metadata_keys(conn: Connection, image_set_id: str) -> list[str]:
     return [r.metadata_key for r in conn.execute(
         sa.select(image_set_versions.c.metadata_key).where(image_set_versions.c.image_set_id == image_set_id))]
+
+
+def frame_ids(conn: Connection, image_set_id: str) -> list[str]:
+    return [r.frame_id for r in conn.execute(sa.select(frames.c.frame_id).where(frames.c.image_set_id == image_set_id))]
+
+
+def lock(conn: Connection, image_set_id: str, expected_version: int, workflow: ImageSetWorkflowStatus,
+         now: float) -> bool:
+    """ACTIVE at expected_version -> LOCKED with `workflow`; False if it is not (any more)."""
+    result = conn.execute(sa.update(image_sets).where(
+        image_sets.c.id == image_set_id, image_sets.c.latest_version == expected_version,
+        image_sets.c.state == ImageSetState.ACTIVE.value,
+    ).values(state=ImageSetState.LOCKED.value, workflow_status=workflow.value, message=None, locked_at=now))
+    return bool(result.rowcount == 1)
+
+
+def unlock(conn: Connection, image_set_id: str, workflow: ImageSetWorkflowStatus, message: str | None) -> None:
+    """LOCKED -> ACTIVE with `workflow` (a commit that advanced the version unlocked it already)."""
+    conn.execute(sa.update(image_sets).where(
+        image_sets.c.id == image_set_id, image_sets.c.state == ImageSetState.LOCKED.value,
+    ).values(state=ImageSetState.ACTIVE.value, workflow_status=workflow.value, message=message, locked_at=None))
+
+
+def locked_image_sets(conn: Connection, locked_before: float) -> list[tuple[str, str]]:
+    """(datastore id, image set id) of image sets LOCKED since before `locked_before`."""
+    return [(r.datastore_id, r.id) for r in conn.execute(
+        sa.select(image_sets.c.datastore_id, image_sets.c.id).where(
+            image_sets.c.locked_at < locked_before, image_sets.c.state == ImageSetState.LOCKED.value))]

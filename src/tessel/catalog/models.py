@@ -100,6 +100,7 @@ class ImageSet:
     series_number: int | None
     number_of_series: int
     number_of_instances: int
+    locked_at: float | None = None  # set while a write holds the image set LOCKED
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,3 +144,4 @@ class ImportJob:
     submitted_at: float
     ended_at: float | None
     import_configuration: str | None
+    input_owner_account_id: str | None = None  # the account that must own an s3:// input bucket

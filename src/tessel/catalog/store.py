@@ -232,7 +232,7 @@ class Catalog:
             input_uri=job.input_uri, output_uri=job.output_uri,
             data_access_role_arn=job.data_access_role_arn, client_token=job.client_token,
             message=job.message, submitted_at=job.submitted_at, ended_at=job.ended_at,
-            import_configuration=job.import_configuration))
+            import_configuration=job.import_configuration, input_owner_account_id=job.input_owner_account_id))
 
     def get_job(self, datastore_id: str, job_id: str) -> ImportJob | None:
         with self.read() as conn:

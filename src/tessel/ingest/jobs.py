@@ -61,7 +61,8 @@ def job_output_uri(job: ImportJob) -> str:
 def start_import_job(stores: Stores, datastore_id: str, input_uri: str, output_uri: str, *,
                      name: str | None = None, client_token: str | None = None,
                      data_access_role_arn: str = DEFAULT_ROLE_ARN,
-                     import_configuration: str | None = None) -> ImportJob:
+                     import_configuration: str | None = None,
+                     input_owner_account_id: str | None = None) -> ImportJob:
     ds = get_datastore(stores, datastore_id)
     if ds.status != DatastoreStatus.ACTIVE:
         raise Conflict(f"datastore {datastore_id} is {ds.status.value}, not ACTIVE")
@@ -73,7 +74,8 @@ def start_import_job(stores: Stores, datastore_id: str, input_uri: str, output_u
     job = ImportJob(id=JobId(job_id), datastore_id=ds.id, name=name or f"import-{job_id[:8]}",
                     status=JobStatus.SUBMITTED, input_uri=input_uri, output_uri=output_uri,
                     data_access_role_arn=data_access_role_arn, client_token=client_token, message=None,
-                    submitted_at=time.time(), ended_at=None, import_configuration=import_configuration)
+                    submitted_at=time.time(), ended_at=None, import_configuration=import_configuration,
+                    input_owner_account_id=input_owner_account_id)
     with stores.catalog.write() as conn:
         stores.catalog.insert_job(conn, job)
     return job

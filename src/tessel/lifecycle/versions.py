@@ -74,7 +74,7 @@ def commit(stores: Stores, conn: Connection, image_set: ImageSet, old_doc: dict[
     version_id = image_set.latest_version + 1
     values = {**columns(new_doc, image_set.study_instance_uid, image_set.series_instance_uid),
               "state": ImageSetState.ACTIVE.value, "workflow_status": workflow.value, "message": None,
-              "updated_at": now}
+              "updated_at": now, "locked_at": None}
     if not catalog.advance_image_set(conn, image_set.id, image_set.latest_version, values):
         raise stale(stores, conn, image_set.datastore_id, image_set.id, image_set.latest_version)
     key = _put_document(stores, image_set.datastore_id, image_set.id, version_id, new_doc, written)
@@ -85,6 +85,27 @@ def commit(stores: Stores, conn: Connection, image_set: ImageSet, old_doc: dict[
         workflow_status=workflow, message=None, forced=forced, is_primary=image_set.is_primary,
         created_at=now, updated_at=now, deleted_at=None))
     query.reindex_image_set(catalog, conn, image_set.datastore_id, image_set.id, new_doc)  # QIDO / C-FIND rows
+
+
+def record_failed_version(stores: Stores, conn: Connection, image_set: ImageSet,
+                          workflow: ImageSetWorkflowStatus, message: str, *, now: float) -> None:
+    """Version latest_version + 1 with the same content, ACTIVE with a "-FAILED" status and its reason.
+
+    This is how AHI reports a copy that could not be merged: the failure is a step in
+    the destination's history (ListImageSetVersions shows it), and the next write must
+    name the new version. The document blob is shared with the previous version.
+    """
+    catalog = stores.catalog
+    previous = catalog.get_version(image_set.id, image_set.latest_version, conn)
+    assert previous is not None
+    values = {"state": ImageSetState.ACTIVE.value, "workflow_status": workflow.value, "message": message,
+              "updated_at": now, "locked_at": None}
+    if not catalog.advance_image_set(conn, image_set.id, image_set.latest_version, values):
+        raise stale(stores, conn, image_set.datastore_id, image_set.id, image_set.latest_version)
+    catalog.insert_version(conn, ImageSetVersion(
+        image_set_id=image_set.id, version_id=image_set.latest_version + 1, metadata_key=previous.metadata_key,
+        state=ImageSetState.ACTIVE, workflow_status=workflow, message=message, forced=False,
+        is_primary=image_set.is_primary, created_at=now, updated_at=now, deleted_at=None))
 
 
 def create(stores: Stores, conn: Connection, datastore_id: str, image_set_id: str, doc: dict[str, Any],

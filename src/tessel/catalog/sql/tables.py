@@ -42,6 +42,7 @@ image_sets = Table(
     Column("deleted_at", Float),
     Column("last_accessed_at", Float),
     Column("storage_tier", String(32), nullable=False, default="FREQUENT_ACCESS"),
+    Column("locked_at", Float),  # when a write LOCKED it (lifecycle/imagesets.py); NULL when not locked
     # search fields (the SearchImageSets filters and DICOMTags of its summaries)
     Column("patient_id", String(512)),
     Column("patient_name", String(512)),
@@ -62,6 +63,7 @@ image_sets = Table(
     Column("number_of_instances", Integer, nullable=False, default=0),
 )
 Index("ix_image_sets_group", image_sets.c.datastore_id, image_sets.c.group_key)
+Index("ix_image_sets_locked", image_sets.c.locked_at)  # finding locks left by a stopped process
 # SearchImageSets (catalog/search.py). Every equality filter gets an index per sort column, so a
 # page is one ordered range scan however many image sets share the value (a de-identified
 # PatientID, StudyID "1"). A range filter on one timestamp sorted by another cannot be one
@@ -124,6 +126,17 @@ frames = Table(
     Column("size", Integer, nullable=False),
 )
 Index("ix_frames_instance", frames.c.image_set_id, frames.c.sop_instance_uid, frames.c.frame_number)
+Index("ix_frames_frame_id", frames.c.frame_id)  # which image sets hold a frame (copies share frames)
+
+# Frames of deleted image sets, deleted from the blob store once no image set holds them
+# (lifecycle/deletion.py, migration 0006).
+frame_deletions = Table(
+    "frame_deletions", metadata,
+    Column("datastore_id", ID, primary_key=True),
+    Column("frame_id", ID, primary_key=True),
+    Column("requested_at", Float, nullable=False),
+)
+Index("ix_frame_deletions_requested", frame_deletions.c.requested_at)
 
 import_jobs = Table(
     "import_jobs", metadata,
@@ -139,6 +152,7 @@ import_jobs = Table(
     Column("submitted_at", Float, nullable=False),
     Column("ended_at", Float),
     Column("import_configuration", Text),
+    Column("input_owner_account_id", String(12)),  # expected owner of an s3:// input bucket
 )
 Index("ix_import_jobs_ds", import_jobs.c.datastore_id, import_jobs.c.submitted_at)
 
@@ -273,7 +287,7 @@ dimse_staged = Table(
 )
 Index("ix_dimse_staged_datastore", dimse_staged.c.datastore_id, dimse_staged.c.id)
 
-# -- viewer (viewer/bookmarks.py; migration 0006) ------------------------------------------------
+# -- viewer (viewer/bookmarks.py; migration 0007) ------------------------------------------------
 
 # Pathology bookmarks: a named region on one pyramid level of a slide, kept with the study.
 # x, y, width, height are in that level's total pixel matrix (level 0 = full resolution).
