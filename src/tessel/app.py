@@ -137,10 +137,8 @@ def create_app(settings: Settings, stores: Stores | None = None, *, no_auth: boo
     return app
 
 
-def serve(settings: Settings, *, no_auth: bool = False, sign_in_link: bool = False) -> None:
-    """Run the HTTP server until interrupted; exits with a one-line reason on failure.
-
-    `sign_in_link` (make demo) also prints a viewer address that signs in as the administrator."""
+def serve(settings: Settings, *, no_auth: bool = False) -> None:
+    """Run the HTTP server until interrupted; exits with a one-line reason on failure."""
     import socket
 
     import uvicorn
@@ -177,10 +175,6 @@ def serve(settings: Settings, *, no_auth: bool = False, sign_in_link: bool = Fal
                   f"  AWS_SECRET_ACCESS_KEY={key.secret.reveal()}", flush=True)
         else:
             print(f"administrator access key id: {key.access_key_id} ({key.source})", flush=True)
-        if sign_in_link and viewer.is_built():
-            token = app.state.dicomweb_tokens.create(key.access_key_id, 12 * 3600)
-            print(f"viewer, signed in for 12 hours: http://{settings.host}:{settings.port}/viewer/#token={token}",
-                  flush=True)
         server.run(sockets=[sock])
     finally:
         lock.release()

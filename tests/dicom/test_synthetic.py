@@ -394,14 +394,44 @@ def test_grouping_elements_land_on_their_levels(tmp_path: Path) -> None:
     assert doc.series["SeriesNumber"] == "7 " and doc.instance["FileMetaInformationVersion"] == "AAE="
 
 
-def test_japanese_iso_2022_ir_87_person_name(tmp_path: Path) -> None:
-    ds = dataset(SpecificCharacterSet=["", "ISO 2022 IR 87"])
-    ds.PatientName = "Yamada^Tarou=山田^太郎=やまだ^たろう"
+# Person names as DICOM PS3.5 Annexes H, I and K write them, and the bytes each leaves on disk.
+CHARSET_NAMES = [
+    pytest.param(["", "ISO 2022 IR 87"], "Yamada^Tarou=山田^太郎=やまだ^たろう",
+                 b"Yamada^Tarou=\x1b$B;3ED\x1b(B^\x1b$BB@O:\x1b(B=", id="japanese-iso2022-ir87"),
+    pytest.param(["", "ISO 2022 IR 149"], "Hong^Gildong=洪^吉洞=홍^길동",
+                 b"Hong^Gildong=\x1b$)C\xfb\xf3^\x1b$)C\xd1\xce\xd4\xd7=", id="korean-iso2022-ir149"),
+    pytest.param("GB18030", "Wang^XiaoDong=王^小東", b"Wang^XiaoDong=\xcd\xf5^\xd0\xa1\x96|", id="chinese-gb18030"),
+    pytest.param("ISO_IR 192", "Wang^XiaoDong=王^小东", "王^小东".encode(), id="chinese-utf8"),
+    pytest.param("ISO_IR 126", "Διονυσιος", "Διονυσιος".encode("iso8859_7"), id="greek-ir126"),
+    pytest.param("ISO_IR 144", "Люкceмбypг", "Люкceмбypг".encode("iso8859_5"), id="cyrillic-ir144"),
+    pytest.param("ISO_IR 100", "Buc^Jérôme", "Buc^Jérôme".encode("latin-1"), id="latin1-ir100"),
+]
+
+
+@pytest.mark.parametrize("charset, name, on_disk", CHARSET_NAMES)
+def test_person_names_are_decoded_to_utf8_from_their_character_set(
+        charset: Any, name: str, on_disk: bytes, tmp_path: Path) -> None:
+    ds = dataset(SpecificCharacterSet=charset)
+    ds.PatientName = name
+    ds.StudyDescription = name.split("=")[-1]  # a non-PN text value in the same character set
     path = save(ds, tmp_path / "x.dcm")
-    assert b"\x1b$B" in path.read_bytes()
+    assert on_disk in path.read_bytes()
     doc = levels(read_instance(path))
-    assert doc.patient["PatientName"] == "Yamada^Tarou=山田^太郎=やまだ^たろう"
-    assert doc.instance["SpecificCharacterSet"] == ["", "ISO 2022 IR 87"]
+    assert doc.patient["PatientName"] == name
+    assert doc.study["StudyDescription"] == name.split("=")[-1]
+    # the original value is kept, as a list: Specific Character Set may hold several
+    assert doc.instance["SpecificCharacterSet"] == (charset if isinstance(charset, list) else [charset])
+
+
+def test_chinese_iso_2022_ir_58_loses_no_escape_sequence(tmp_path: Path) -> None:
+    ds = dataset(SpecificCharacterSet=["", "ISO 2022 IR 58"])
+    raw = b"Zhang^XiaoDong=\x1b$)A\xd5\xc5^\x1b$)A\xd0\xa1\xb6\xab"
+    path = save(ds, tmp_path / "x.dcm")
+    data = path.read_bytes()  # PatientName "Doe^John" swapped for the IR 58 bytes, padded to even length
+    old = b"\x10\x00\x10\x00PN\x08\x00Doe^John"
+    assert old in data
+    path.write_bytes(data.replace(old, b"\x10\x00\x10\x00PN" + struct.pack("<H", len(raw) + 1) + raw + b" "))
+    assert levels(read_instance(path)).patient["PatientName"] == "Zhang^XiaoDong=张^小东"
 
 
 def test_sequence_item_character_set_applies_inside_the_item(tmp_path: Path) -> None:

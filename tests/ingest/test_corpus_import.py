@@ -20,7 +20,7 @@ from tessel.dicom import read_instance
 from tessel.ingest import jobs
 from tessel.lifecycle.datastores import create_datastore
 from tessel.stores import Stores, open_stores
-from tests.corpus import corpus_dir, corpus_files, needs_corpus
+from tests.corpus import REJECT_WORDS, corpus_dir, corpus_files, needs_corpus
 
 pytestmark = [needs_corpus, pytest.mark.corpus]
 
@@ -47,7 +47,7 @@ def imported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stores,
     stores.close()
 
 
-def test_every_import_file_imports_and_every_reject_fails_with_a_reason(imported: Any) -> None:
+def test_every_import_file_imports_and_every_reject_fails_with_its_reason(imported: Any) -> None:
     _stores, _ds, _summary, results = imported
     wrong = []
     for entry in corpus_files():
@@ -57,8 +57,13 @@ def test_every_import_file_imports_and_every_reject_fails_with_a_reason(imported
         if entry["expect"] == "reject":
             if result is None or "exception" not in result:
                 wrong.append(f"{entry['path']}: expected reject, got {result}")
-            elif not result["exception"]["message"]:
-                wrong.append(f"{entry['path']}: rejected without a reason")
+                continue
+            exception = result["exception"]
+            message = exception["message"].lower()
+            missing = [w for w in REJECT_WORDS[entry["path"]] if w not in message]
+            if missing or exception["exceptionType"] != "ValidationException":
+                wrong.append(f"{entry['path']}: the failure entry should say {missing} as a "
+                             f"ValidationException, got {exception}")
     assert wrong == []
 
 

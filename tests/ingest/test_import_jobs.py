@@ -178,3 +178,119 @@ def test_multiframe_instance_gets_one_frame_id_per_frame(stores: Stores, tmp_pat
     (node,) = series["Instances"].values()
     ids = [f["ID"] for f in node["ImageFrames"]]
     assert len(ids) == 4 and len(set(ids)) == 4
+
+
+def test_names_in_other_character_sets_come_out_as_utf8(stores: Stores, tmp_path: Path) -> None:
+    ds = create_datastore(stores, "t")
+    names = {"ISO 2022 IR 87": "Yamada^Tarou=山田^太郎=やまだ^たろう",
+             "ISO 2022 IR 149": "Hong^Gildong=洪^吉洞=홍^길동", "GB18030": "Wang^XiaoDong=王^小東"}
+    for i, (charset, name) in enumerate(names.items()):
+        make_instance(tmp_path / "in" / f"{i}.dcm", study=f"1.2.{i}", series=f"1.2.{i}.1", patient_name=name,
+                      extra={"SpecificCharacterSet": ["", charset] if "2022" in charset else charset})
+    summary = run(stores, ds.id, tmp_path / "in", tmp_path / "out")
+    found = set()
+    for summary_set in summary.image_sets:
+        doc = retrieve.get_metadata(stores, ds.id, summary_set["imageSetId"])
+        found.add(doc["Patient"]["DICOM"]["PatientName"])
+        image_set = retrieve.get_image_set(stores, ds.id, summary_set["imageSetId"])
+        assert image_set.patient_name == doc["Patient"]["DICOM"]["PatientName"]  # what search shows
+    assert found == set(names.values())
+
+
+def test_reimport_writes_no_new_version_document_or_row(stores: Stores, tmp_path: Path) -> None:
+    ds = create_datastore(stores, "t")
+    make_series(tmp_path / "in", 3)
+    first = run(stores, ds.id, tmp_path / "in", tmp_path / "out")
+    everything = sorted(stores.blobs.list(keys.datastore_prefix(ds.id)))
+    before = retrieve.get_image_set(stores, ds.id, first.image_sets[0]["imageSetId"])
+    second = run(stores, ds.id, tmp_path / "in", tmp_path / "out")
+    assert (second.imported, second.image_sets[0]["imageSetVersion"]) == (3, 1)
+    assert sorted(stores.blobs.list(keys.datastore_prefix(ds.id))) == everything
+    assert retrieve.get_image_set(stores, ds.id, first.image_sets[0]["imageSetId"]) == before  # not even updated_at
+
+
+def test_a_metadata_only_change_keeps_the_frames_and_their_ids(stores: Stores, tmp_path: Path) -> None:
+    ds = create_datastore(stores, "t")
+    files = make_series(tmp_path / "in", 2, frames=3)
+    first = run(stores, ds.id, tmp_path / "in", tmp_path / "out")
+    image_set_id = first.image_sets[0]["imageSetId"]
+    frames_before = frame_blobs(stores, ds.id)
+    changed = pydicom.dcmread(files[1])
+    changed.StudyDescription = "re-read"
+    (tmp_path / "again").mkdir()
+    changed.save_as(tmp_path / "again" / "x.dcm")
+    run(stores, ds.id, tmp_path / "again", tmp_path / "out")
+
+    def frame_ids(version: int) -> list[str]:
+        doc = retrieve.get_metadata(stores, ds.id, image_set_id, version)
+        (series,) = doc["Study"]["Series"].values()
+        return [f["ID"] for node in series["Instances"].values() for f in node["ImageFrames"]]
+
+    assert retrieve.get_image_set(stores, ds.id, image_set_id).latest_version == 2
+    assert frame_ids(2) == frame_ids(1) and len(set(frame_ids(1))) == 6
+    assert frame_blobs(stores, ds.id) == frames_before  # no second copy of any frame
+
+
+def test_staging_runs_on_two_worker_processes_at_once(stores: Stores, tmp_path: Path) -> None:
+    import psutil
+
+    ds = create_datastore(stores, "t")
+    make_series(tmp_path / "in", 24, rows=256, columns=256)
+    job = jobs.start_import_job(stores, ds.id, (tmp_path / "in").as_uri(), (tmp_path / "out").as_uri())
+    worker_cpu: dict[int, float] = {}
+    overlapping = []
+
+    def sample(_: jobs.JobProgress) -> None:
+        # Pool workers are forked from this process's fork server (other children, such as
+        # servers other tests started, have workers of their own: not ours).
+        busy = {}
+        for server in psutil.Process().children():
+            try:
+                if not any("multiprocessing.forkserver" in part for part in server.cmdline()):
+                    continue
+                for worker in server.children():
+                    times = worker.cpu_times()
+                    busy[worker.pid] = times.user + times.system
+            except psutil.Error:
+                continue
+        grew = [pid for pid, cpu in busy.items() if cpu > worker_cpu.get(pid, 0.0)]
+        overlapping.append(len(grew))
+        worker_cpu.update(busy)
+
+    summary = jobs.run_import_job(stores, job.id, progress=sample)
+    assert summary.imported == 24
+    assert len([cpu for cpu in worker_cpu.values() if cpu > 0.05]) == 2  # settings.workers
+    assert max(overlapping) == 2  # both did work between two progress reports
+
+
+def test_frames_of_one_instance_are_staged_the_same_on_several_threads(tmp_path: Path) -> None:
+    from tessel.blobs.memory import MemoryBlobStore
+    from tessel.ingest.staging import StagingOptions, stage_file
+
+    path = make_instance(tmp_path / "mf.dcm", study="1.7", series="1.7.1", frames=9, rows=64, columns=64)
+    one = stage_file(path, MemoryBlobStore(), StagingOptions("d" * 32, frame_threads=1))
+    several = stage_file(path, MemoryBlobStore(), StagingOptions("d" * 32, frame_threads=3))
+    assert several == one and len(one["frames"]) == 9
+
+
+def test_colour_frames_are_stored_with_the_reversible_colour_transform(stores: Stores, tmp_path: Path) -> None:
+    import numpy as np
+
+    ds = create_datastore(stores, "t")
+    source = pydicom.dcmread(make_instance(tmp_path / "src.dcm", study="1.8", series="1.8.1"))
+    rgb = np.random.default_rng(3).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    source.SamplesPerPixel, source.PhotometricInterpretation, source.PlanarConfiguration = 3, "RGB", 0
+    source.BitsAllocated, source.BitsStored, source.HighBit = 8, 8, 7
+    source.PixelData = rgb.tobytes()
+    (tmp_path / "in").mkdir()
+    source.save_as(tmp_path / "in" / "rgb.dcm")
+    summary = run(stores, ds.id, tmp_path / "in", tmp_path / "out")
+    doc = retrieve.get_metadata(stores, ds.id, summary.image_sets[0]["imageSetId"])
+    (series,) = doc["Study"]["Series"].values()
+    (node,) = series["Instances"].values()
+    assert node["StoredTransferSyntaxUID"] == "1.2.840.10008.1.2.4.202"
+    stored = retrieve.get_image_frame(stores, ds.id, summary.image_sets[0]["imageSetId"],
+                                      node["ImageFrames"][0]["ID"]).data
+    cod = stored.index(b"\xff\x52")  # COD: Lcod(2) Scod(1) progression(1) layers(2) then MCT(1)
+    assert stored[cod + 2 + 2 + 1 + 1 + 2] == 1  # multiple component transform: on (RCT, 5/3 reversible)
+    assert retrieve.decode_stored_frame(stored, node).tobytes() == rgb.tobytes()

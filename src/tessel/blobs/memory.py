@@ -35,3 +35,6 @@ class MemoryBlobStore:
 
     def list(self, prefix: str) -> Iterator[str]:
         return iter([k for k in list(self._blobs) if k.startswith(prefix)])
+
+    def sync(self) -> None:
+        """Nothing to flush: memory is all there is."""

@@ -22,3 +22,8 @@ class BlobStore(Protocol):
 
     def list(self, prefix: str) -> Iterator[str]:
         """Keys under `prefix`, in no particular order."""
+
+    def sync(self) -> None:
+        """Make every blob written to this store so far, by any process, durable: called
+        before the catalog names blobs that were written without waiting for the disk
+        (a no-op for stores whose every put is durable when it returns)."""

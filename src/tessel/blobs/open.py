@@ -13,13 +13,16 @@ if TYPE_CHECKING:
     from tessel.config import Settings
 
 
-def open_blob_store(url: str, settings: Settings | None = None) -> BlobStore:
-    """`settings` supplies the S3 endpoint and credentials for s3:// URLs (else the AWS defaults)."""
+def open_blob_store(url: str, settings: Settings | None = None, *, fsync: bool = True) -> BlobStore:
+    """`settings` supplies the S3 endpoint and credentials for s3:// URLs (else the AWS defaults).
+
+    `fsync=False` (file:// only): puts are atomic but made durable later, by `sync()`.
+    """
     parsed = urlparse(url)
     if parsed.scheme == "file":
         from tessel.blobs.file import FileBlobStore
 
-        return FileBlobStore(Path(unquote(parsed.path)))
+        return FileBlobStore(Path(unquote(parsed.path)), fsync=fsync)
     if parsed.scheme == "s3":
         from tessel.blobs.s3 import open_s3_blob_store
 

@@ -166,6 +166,9 @@ class S3BlobStore:
         with s3_errors(self._what(key)):
             self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
+    def sync(self) -> None:
+        """Nothing to flush: a PUT is durable once S3 has answered it."""
+
     def list(self, prefix: str) -> Iterator[str]:
         paginator = self.client.get_paginator("list_objects_v2")
         start = len(self._base)

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
                            TimeElapsedColumn)
 
@@ -16,9 +17,12 @@ from tessel.lifecycle.datastores import find_or_create
 from tessel.stores import open_stores
 
 
+SHOWN_FAILURES = 20  # the rest are in the job's FAILURE/failure.ndjson
+
+
 def import_path(settings: Settings, path: Path, datastore: str, *,
                 console: Console | None = None) -> jobs.JobSummary:
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, soft_wrap=True)  # paths stay whole, even on a pipe
     if not path.exists():
         raise InvalidInput(f"{path} does not exist")
     stores = open_stores(settings)
@@ -42,20 +46,32 @@ def import_path(settings: Settings, path: Path, datastore: str, *,
             def on_progress(p: jobs.JobProgress) -> None:
                 elapsed = max(time.monotonic() - started, 1e-6)
                 bar.update(task, total=p.files_total, completed=p.files_done,
-                           mb=f"{p.bytes_done / 1e6:,.1f}/{p.bytes_total / 1e6:,.1f} MB "
-                              f"({p.bytes_done / 1e6 / elapsed:,.1f} MB/s), {p.files_failed} failed")
+                           mb=f"{_size(p.bytes_done)}/{_size(p.bytes_total)} "
+                              f"({_size(p.bytes_done / elapsed)}/s), {p.files_failed} failed")
 
             summary = jobs.run_import_job(stores, job.id, progress=on_progress)
         elapsed = time.monotonic() - started
+        sets = len(summary.image_sets)
         console.print(f"datastore {ds.name} ({ds.id}): {summary.imported} of {summary.scanned} files "
-                      f"imported into {len(summary.image_sets)} image sets, {summary.failed} failed, "
+                      f"imported into {sets} image set{'' if sets == 1 else 's'}, {summary.failed} failed, "
                       f"in {elapsed:.1f} s")
-        for line in _failures(summary)[:20]:
-            console.print(f"  [red]failed[/red] {line}")
+        failures = _failures(summary)
+        for line in failures[:SHOWN_FAILURES]:
+            console.print(f"  [red]failed[/red] {escape(line)}", highlight=False)  # names may hold [brackets]
+        if len(failures) > SHOWN_FAILURES:
+            console.print(f"  ... and {len(failures) - SHOWN_FAILURES} more failures: see FAILURE/failure.ndjson")
         console.print(f"manifest: {summary.output_uri}job-output-manifest.json")
         return summary
     finally:
         stores.close()
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
 
 
 def _failures(summary: jobs.JobSummary) -> list[str]:

@@ -12,6 +12,8 @@ their bytes are kept exactly rather than guessed at.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from pydicom.datadict import dictionary_VM, dictionary_VR
 
 BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
@@ -43,6 +45,7 @@ def resolve_vr(tag: int, written: str | None, *, pixel_representation: int = 0) 
     return "OW"  # 'OB or OW', 'US or OW', 'US or SS or OW': OW keeps the bytes as they are
 
 
+@lru_cache(maxsize=8192)  # asked for every element of every instance: a dictionary walk each time
 def allows_multiple(tag: int) -> bool:
     """Whether the dictionary lets this attribute have more than one value (so it is a list)."""
     if is_private(tag):

@@ -129,7 +129,8 @@ def _run(stores: Stores, job: ImportJob, progress: Callable[[JobProgress], None]
     if not stores.catalog.job_files(job.id, limit=1):
         stores.catalog.add_job_files(job.id, source.files())
     ds = get_datastore(stores, job.datastore_id)
-    options = StagingOptions(datastore_id=ds.id, lossless_format=lossless_syntax(ds.lossless_storage_format))
+    options = StagingOptions(datastore_id=ds.id, lossless_format=lossless_syntax(ds.lossless_storage_format),
+                             frame_threads=stores.settings.resolved_workers)
     _stage_pending(stores, job, options, progress)
     _assemble_staged(stores, job)
     return _write_manifests(stores, job)
@@ -146,7 +147,8 @@ def _worker_init(blob_url: str, settings: Settings | None = None) -> None:
     # Settings travel to the worker (S3 endpoint and credentials); clients cannot be pickled.
     global _worker_blobs, _worker_settings, _worker_s3
     _worker_settings, _worker_s3 = settings, None
-    _worker_blobs = open_blob_store(blob_url, settings)
+    # Frames are written without an fsync each; `_record` syncs the store once per batch.
+    _worker_blobs = open_blob_store(blob_url, settings, fsync=False)
 
 
 def _source_client() -> S3Client:
@@ -181,7 +183,12 @@ def _stage_task(path: str, options: StagingOptions) -> tuple[str, Any]:
 
 def _pool(stores: Stores) -> cf.Executor:
     workers = stores.settings.resolved_workers
+    # forkserver, not fork: the parent may run threads (the server, the progress bar). The fork
+    # server imports the staging code once and every worker is forked from it ready to go;
+    # without the preload each worker re-imported pydicom, imagecodecs and tessel itself
+    # (seconds per job, longer than a small import takes).
     context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
     return cf.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init,
                                   initargs=(stores.settings.resolved_blob_url, stores.settings))
 
@@ -228,7 +235,7 @@ def _stage_pending(stores: Stores, job: ImportJob, options: StagingOptions,
                     done_files += 1
                     done_bytes += size
                 if updates and (time.monotonic() - last_flush > 0.5 or len(updates) >= 64 or not in_flight):
-                    stores.catalog.update_job_files(job.id, updates)
+                    _record(stores, job, updates)
                     updates, last_flush = [], time.monotonic()
                     report()
         except cf.process.BrokenProcessPool:
@@ -248,8 +255,15 @@ def _stage_pending(stores: Stores, job: ImportJob, options: StagingOptions,
         finally:
             executor.shutdown(wait=True, cancel_futures=True)
     if updates:
-        stores.catalog.update_job_files(job.id, updates)
+        _record(stores, job, updates)
     report()
+
+
+def _record(stores: Stores, job: ImportJob, updates: list[dict[str, Any]]) -> None:
+    """Record staged and failed files; the blobs a staged file names are made durable first."""
+    if any(u["status"] == "staged" for u in updates):
+        stores.blobs.sync()
+    stores.catalog.update_job_files(job.id, updates)
 
 
 # -- assembly and manifests -----------------------------------------------------------------------

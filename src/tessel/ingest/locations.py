@@ -7,6 +7,7 @@ A location lists the files a job imports and writes the job's manifest files;
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Protocol
@@ -62,11 +63,19 @@ class FileLocation:
         return FileLocation(self.root / name)
 
     def write_bytes(self, relpath: str, data: bytes) -> None:
+        """Atomically and durably: a reader sees the old manifest or the new one, never half."""
         target = self.root / relpath
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".tmp-{target.name}")
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".tmp-{target.name}-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     def read_bytes(self, name: str) -> bytes:
         try:

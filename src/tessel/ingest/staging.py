@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from tessel import codecs
 from tessel.blobs import BlobStore, keys
 from tessel.dicom import instance_levels, read_bulk, read_frame, read_instance, read_instance_bytes
 from tessel.dicom.models import ParsedInstance
-from tessel.errors import InvalidInput
+from tessel.errors import InvalidInput, NotFound, TesselError
 
 # The elements that decide whether an instance agrees with the image set it joins (spec section 3).
 STUDY_KEYS = ("PatientID", "StudyDate", "AccessionNumber", "StudyID")
@@ -29,6 +30,7 @@ class StagingOptions:
     datastore_id: str
     lossless_format: str = codecs.HTJ2K_LOSSLESS_RPCL
     bulk_threshold: int = 1_048_576
+    frame_threads: int = 1  # threads transcoding the frames of one multi-frame instance
 
 
 def stage_file(path: str | Path, blobs: BlobStore, options: StagingOptions) -> dict[str, Any]:
@@ -59,10 +61,7 @@ def stage_parsed(parsed: ParsedInstance, blobs: BlobStore, options: StagingOptio
         for ref in parsed.bulk:
             data = read_bulk(parsed, ref)
             bulk_id = _id(options.datastore_id, data)
-            key = keys.bulk(options.datastore_id, bulk_id)
-            if not blobs.exists(key):
-                blobs.put(key, data)
-                written.append(key)
+            _put_once(blobs, keys.bulk(options.datastore_id, bulk_id), data, written)
             bulk_ids[ref.tag] = bulk_id
         levels = instance_levels(parsed, bulk_ids)
     except BaseException:
@@ -108,48 +107,86 @@ def _store_frames(parsed: ParsedInstance, blobs: BlobStore, options: StagingOpti
     if info is None or not parsed.frames:
         return [], [], None, []
     plan = codecs.storage_plan(info, options.lossless_format)
-    image_frames: list[dict[str, Any]] = []
-    frame_rows: list[dict[str, Any]] = []
-    warnings: list[dict[str, Any]] = []
-    frame_size = (info.rows * info.columns * info.samples_per_pixel * info.bits_allocated + 7) // 8
-    for index, ref in enumerate(parsed.frames):
-        raw = read_frame(parsed, index)
-        entry: dict[str, Any] = {}
+
+    def store(index: int) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
+        return _store_frame(parsed, index, plan, blobs, options, written)
+
+    threads = min(options.frame_threads, len(parsed.frames))
+    if threads <= 1:
+        results = [store(index) for index in range(len(parsed.frames))]
+    else:
+        # The codecs, CRC32 and file writes release the GIL, so one large multi-frame file
+        # (a whole-slide level) keeps every core busy. Each thread reads its own frame:
+        # memory stays at a few frames whatever the file size.
+        executor = ThreadPoolExecutor(threads, thread_name_prefix="tessel-frames")
         try:
-            pixels = codecs.decode_frame(raw, info, bit_offset=ref.bit_offset)
-        except codecs.CodecError as exc:
-            if plan.transcode:
-                raise InvalidInput(f"frame {index + 1} cannot be decoded, so it cannot be stored "
-                                   f"losslessly: {exc.message}") from None
-            pixels = None
-            if not any(w["type"] == "TRANSCODING_EXCEPTION" for w in warnings):
-                warnings.append({"warning_reason_code": 45312, "type": "TRANSCODING_EXCEPTION",
-                                 "message": f"frames kept as stored; they could not be decoded to "
-                                            f"compute checksums: {exc.message}"})
-        if pixels is not None:
-            checksum = codecs.frame_checksum(pixels)
-            entry["PixelDataChecksumFromBaseToFullResolution"] = [
-                {"Width": info.columns, "Height": info.rows, "Checksum": checksum}]
-            entry["MinPixelValue"] = _scalar(pixels.min())
-            entry["MaxPixelValue"] = _scalar(pixels.max())
+            results = list(executor.map(store, range(len(parsed.frames))))
+        finally:
+            executor.shutdown(wait=True, cancel_futures=True)  # a failed frame stops the rest
+    warnings = [w for _, _, w in results if w is not None][:1]  # the first says it for all frames
+    return ([entry for entry, _, _ in results], [row for _, row, _ in results],
+            plan.stored_transfer_syntax_uid, warnings)
+
+
+def _store_frame(parsed: ParsedInstance, index: int, plan: codecs.StoragePlan, blobs: BlobStore,
+                 options: StagingOptions, written: list[str]
+                 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
+    """Decode, checksum, transcode, verify and store frame `index`: (ImageFrames entry, row, warning)."""
+    info = parsed.pixel
+    assert info is not None
+    raw = read_frame(parsed, index)
+    entry: dict[str, Any] = {}
+    warning = None
+    try:
+        pixels = codecs.decode_frame(raw, info, bit_offset=parsed.frames[index].bit_offset)
+    except codecs.CodecError as exc:
         if plan.transcode:
-            assert pixels is not None
-            stored = codecs.encode_frame(pixels, info, plan.stored_transfer_syntax_uid)
-            check = codecs.frame_checksum(codecs.decode_stored(stored, info, plan.stored_transfer_syntax_uid))
-            if check != checksum:
-                raise InvalidInput(f"frame {index + 1}: the re-encoded frame does not decode to the "
-                                   f"source pixels (CRC32 {check} != {checksum}); nothing was stored")
-        else:
-            stored = raw
-        frame_id = _id(options.datastore_id, parsed.sop_instance_uid, str(index), stored)
-        key = keys.frame(options.datastore_id, frame_id)
-        if not blobs.exists(key):
-            blobs.put(key, stored)
-            written.append(key)
-        image_frames.append({"ID": frame_id, **entry, "FrameSizeInBytes": frame_size})
-        frame_rows.append({"frame_id": frame_id, "frame_number": index + 1,
-                           "transfer_syntax_uid": plan.stored_transfer_syntax_uid, "size": len(stored)})
-    return image_frames, frame_rows, plan.stored_transfer_syntax_uid, warnings
+            raise InvalidInput(f"frame {index + 1} cannot be decoded, so it cannot be stored "
+                               f"losslessly: {exc.message}") from None
+        pixels = None
+        warning = {"warning_reason_code": 45312, "type": "TRANSCODING_EXCEPTION",
+                   "message": f"frames kept as stored; they could not be decoded to "
+                              f"compute checksums: {exc.message}"}
+    if pixels is not None:
+        checksum = codecs.frame_checksum(pixels)
+        entry["PixelDataChecksumFromBaseToFullResolution"] = [
+            {"Width": info.columns, "Height": info.rows, "Checksum": checksum}]
+        entry["MinPixelValue"] = _scalar(pixels.min())
+        entry["MaxPixelValue"] = _scalar(pixels.max())
+    if plan.transcode:
+        assert pixels is not None
+        stored = codecs.encode_frame(pixels, info, plan.stored_transfer_syntax_uid)
+        check = codecs.frame_checksum(codecs.decode_stored(stored, info, plan.stored_transfer_syntax_uid))
+        if check != checksum:
+            raise InvalidInput(f"frame {index + 1}: the re-encoded frame does not decode to the "
+                               f"source pixels (CRC32 {check} != {checksum}); nothing was stored")
+    else:
+        stored = raw
+    frame_id = _id(options.datastore_id, parsed.sop_instance_uid, str(index), stored)
+    _put_once(blobs, keys.frame(options.datastore_id, frame_id), stored, written)
+    frame_size = (info.rows * info.columns * info.samples_per_pixel * info.bits_allocated + 7) // 8
+    entry = {"ID": frame_id, **entry, "FrameSizeInBytes": frame_size}
+    row = {"frame_id": frame_id, "frame_number": index + 1,
+           "transfer_syntax_uid": plan.stored_transfer_syntax_uid, "size": len(stored)}
+    return entry, row, warning
+
+
+def _put_once(blobs: BlobStore, key: str, data: bytes, written: list[str]) -> None:
+    """Store a content-named blob unless the same bytes are there already (an identical
+    re-import writes nothing). A blob that is there but differs (damaged, or cut short by a
+    crash before it was synced) is written again; only blobs that were absent go on
+    `written`, the list a failed file's clean-up deletes."""
+    try:
+        if blobs.get(key) == data:
+            return
+        absent = False
+    except NotFound:
+        absent = True
+    except TesselError:  # there but unreadable (it fails its integrity check): replace it
+        absent = False
+    blobs.put(key, data)
+    if absent:
+        written.append(key)
 
 
 def _scalar(value: Any) -> int | float:

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from tessel.viewer.api import build_router
 from tessel.viewer.pages import BUILD_HINT, is_built, viewer_app
 
-__all__ = ["install", "is_built", "status_line"]
+__all__ = ["BUILD_HINT", "install", "is_built", "status_line"]
 
 
 def install(app: FastAPI) -> None:
