@@ -16,7 +16,7 @@ from fastapi.responses import PlainTextResponse
 
 from starlette.middleware.cors import CORSMiddleware
 
-from tessel import __version__, ahi, dicomweb, documents, lifecycle
+from tessel import __version__, ahi, dicomweb, documents, lifecycle, viewer
 from tessel.catalog import query
 from tessel.audit import AuditLog
 from tessel.audit.http import AuditMiddleware
@@ -156,6 +156,7 @@ def create_app(settings: Settings, stores: Stores | None = None, *, no_auth: boo
         return "\n".join(lines) + "\n"
 
     dicomweb.install(app, no_auth=no_auth)  # /datastore/{datastoreId}/studies..., before the AHI catch-alls
+    viewer.install(app)  # /viewer/ pages and /viewer/api/ (shares DICOMweb's token signer)
     ahi.install(app)  # the AHI API sits on the root path
     app.add_middleware(RequestLimits)  # size, body read timeout (inside the audit: refusals are recorded)
     app.add_middleware(AuditMiddleware, audit=audit)  # inside CORS: preflights are not requests to audit
@@ -190,13 +191,17 @@ def serve(settings: Settings, *, no_auth: bool = False) -> None:
             raise Unavailable(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
         app = create_app(settings, no_auth=no_auth)
         app.state.dimse.bind()  # a taken DICOM port fails here, with its one-line reason
-        # No access log: request lines carry UIDs and query strings (PHI); the audit trail records requests.
-        config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_keep_alive=15,
+        # No access log unless asked for (--access-log, for debugging): request lines carry UIDs and
+        # query strings (PHI); the audit trail records every request.
+        config = uvicorn.Config(app, log_level="warning", access_log=settings.access_log, timeout_keep_alive=15,
                                 limit_concurrency=2000)
+        if settings.access_log:  # uvicorn logs requests at INFO, under the server's WARNING level
+            logging.getLogger("uvicorn.access").setLevel(logging.INFO)
         server = uvicorn.Server(config)
         print(f"tessel {__version__} serving {settings.data_dir.resolve()} on "
               f"http://{settings.host}:{settings.port}", flush=True)
         print(f"DIMSE: AE title {settings.ae_title} on {settings.host}:{app.state.dimse.port}", flush=True)
+        print(viewer.status_line(f"http://{settings.host}:{settings.port}"), flush=True)
         key = app.state.bootstrap
         if key.secret is not None:  # generated just now: the only time it is shown
             print("administrator access key (printed once, keep it):\n"

@@ -79,6 +79,8 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 "processes for CPU-bound import work (default: the number of cores)"),
     SettingSpec("frame_cache_mb", "TESSEL_FRAME_CACHE_MB", None, "256",
                 "memory kept for frames lately served decoded or transcoded (MB; 0 turns it off)"),
+    SettingSpec("access_log", "TESSEL_ACCESS_LOG", "--access-log", None,
+                "log every HTTP request (client, method, path, status) to standard output"),
     SettingSpec("region", "TESSEL_REGION", None, "us-east-1", "region named in ARNs"),
     SettingSpec("account_id", "TESSEL_ACCOUNT_ID", None, "000000000000", "account id named in ARNs"),
     SettingSpec("max_datastores", "TESSEL_MAX_DATASTORES", None, "100",
@@ -121,6 +123,7 @@ class Settings:
     dicom_timeout: float = 120.0
     workers: int | None = None
     frame_cache_mb: int = 256
+    access_log: bool = False
     region: str = "us-east-1"
     account_id: str = "000000000000"
     max_datastores: int = 100
@@ -169,6 +172,8 @@ def _convert(name: str, raw: str) -> Any:
 
             raise InvalidInput(f"TESSEL_ENCRYPTION_AT_REST is on or off, not {raw!r}")
         return value in ("on", "true", "1", "yes")
+    if name == "access_log":
+        return raw.strip().lower() in ("1", "true", "yes", "on")
     if name in ("rate_limit", "dicom_timeout"):
         return float(raw)
     if name == "cors_origins":

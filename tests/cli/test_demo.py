@@ -18,6 +18,8 @@ import pytest
 from botocore.config import Config
 from pynetdicom import AE
 
+from tessel import viewer
+
 from tests.cli.test_serve import free_port
 
 
@@ -88,6 +90,12 @@ def test_demo_imports_the_samples_serves_and_prints_every_address_and_the_key(de
     assert value(output, r"AWS HealthImaging API\s+(\S+)") == base
     dicomweb = value(output, r"DICOMweb \(demo\)\s+(\S+)")
     assert value(output, r"viewer\s+(\S+)") == f"{base}/viewer/"
+    if viewer.is_built():  # `make test` builds it
+        link = value(output, r"signed in \(12 h\)\s+(\S+)")
+        assert link.startswith(f"{base}/viewer/#token=")
+        token = link.split("#token=", 1)[1]
+        assert httpx.get(f"{base}/viewer/api/datastores",
+                         headers={"Authorization": f"Bearer {token}"}).status_code == 200
     assert f"AE title TESSEL on 127.0.0.1 port {demo.dicom_port}" in output
 
     assert httpx.get(f"{base}/healthz").status_code == 200

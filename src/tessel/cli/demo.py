@@ -108,6 +108,19 @@ def _announce_when_ready(settings: Settings, timeout: float = 120) -> None:
     print(banner(settings), flush=True)
 
 
+def _viewer_link(settings: Settings, base: str) -> str:
+    """The viewer's address, signed in as the administrator for 12 hours (the token rides in the
+    fragment, which browsers never send)."""
+    from tessel.auth.tokens import TokenSigner
+    from tessel.viewer import BUILD_HINT, is_built
+
+    if not is_built():
+        return f"not built: {BUILD_HINT}"
+    assert settings.access_key_id is not None
+    token = TokenSigner(settings.data_dir).create(settings.access_key_id, 12 * 3600)
+    return f"{base}/viewer/#token={token}"
+
+
 def banner(settings: Settings) -> str:
     """Every address of the running demo, and the key to use them."""
     base = f"http://{settings.host}:{settings.port}"
@@ -124,6 +137,7 @@ def banner(settings: Settings) -> str:
     for ds in datastores:
         lines.append(f"  DICOMweb ({ds.name})  {base}/datastore/{ds.id}")
     lines += [f"  viewer                 {base}/viewer/",
+              f"      signed in (12 h)   {_viewer_link(settings, base)}",
               f"  DIMSE                  AE title {settings.ae_title} on {settings.host} port {settings.dicom_port}",
               f"  health, metrics        {base}/healthz  {base}/metrics",
               "",

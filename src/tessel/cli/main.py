@@ -17,7 +17,8 @@ from tessel.errors import TesselError
 
 def _settings(args: argparse.Namespace) -> Settings:
     flags = {name: getattr(args, name, None) for name in
-             ("data_dir", "host", "port", "dicom_port", "ae_title", "dicom_datastore", "workers")}
+             ("data_dir", "host", "port", "dicom_port", "ae_title", "dicom_datastore", "workers",
+              "access_log")}
     return load_settings(flags)
 
 
@@ -81,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve the HTTP API (and DIMSE) on the data directory")
     common(p)
     server_flags(p)
+    p.add_argument("--access-log", action="store_true", default=None,
+                   help="log every HTTP request (client, method, path, status) to standard output")
     p.add_argument("--no-auth", action="store_true",
                    help="let DICOMweb requests without credentials in (local demos only)")
     p.set_defaults(func=cmd_serve)

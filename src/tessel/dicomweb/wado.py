@@ -20,7 +20,7 @@ from tessel.codecs import syntaxes as ts
 from tessel.dicomweb import json as dicom_json
 from tessel.dicomweb.multipart import parse_media_type, split_accept
 from tessel.errors import Unsupported
-from tessel.retrieve import instances
+from tessel.retrieve import instances, pixel_info
 from tessel.retrieve.instances import InstanceRef, StoredFrames
 from tessel.stores import Stores
 
@@ -140,8 +140,13 @@ def _series_metadata(stores: Stores, datastore_id: str, ref: InstanceRef, base_u
     for sop, node in series["Instances"].items():
         attrs = dict(node["DICOM"])
         if node.get("ImageFrames"):
-            # AHI: an instance's metadata names the syntax its frames are stored in.
-            attrs["TransferSyntaxUID"] = node.get("StoredTransferSyntaxUID") or ts.HTJ2K_LOSSLESS_RPCL
+            # AHI: an instance's metadata names the syntax its frames are stored in, and so the
+            # photometric interpretation of those frames (YBR_RCT for colour re-encoded with RCT).
+            stored = node.get("StoredTransferSyntaxUID") or ts.HTJ2K_LOSSLESS_RPCL
+            attrs["TransferSyntaxUID"] = stored
+            info = pixel_info(node)
+            if info is not None:
+                attrs["PhotometricInterpretation"] = instances.served_photometric(info, stored, stored)
         own = dicom_json.to_dicom_json(attrs, node.get("DICOMVRs") or {},
                                        bulk_uri=lambda bulk_id, sop=sop: f"{prefix}{sop}/bulkdata/{bulk_id}")
         out[sop] = dicom_json.dumps(dict(sorted({**common_json, **own}.items())))

@@ -296,7 +296,7 @@ dicom_peers = Table(
     Column("updated_at", Float, nullable=False),
 )
 
-# -- security (crypto/datakeys.py, audit/; migration 0007) ------------------------------------------
+# -- security (crypto/datakeys.py, audit/; migration 0009) ------------------------------------------
 
 # Data keys: random 256-bit keys, each wrapped (AES-256-GCM) by a version of a master key from the
 # keyring file. `datastore/<id>` encrypts that datastore's blobs; `access-keys` the stored secrets;
@@ -354,3 +354,28 @@ audit_head = Table(
     Column("seq", BigInteger, nullable=False),
     Column("hash", String(64), nullable=False),
 )
+
+# -- viewer (viewer/bookmarks.py; migration 0010) ------------------------------------------------
+
+# Pathology bookmarks: a named region on one pyramid level of a slide, kept with the study.
+# x, y, width, height are in that level's total pixel matrix (level 0 = full resolution).
+slide_bookmarks = Table(
+    "slide_bookmarks", metadata,
+    Column("id", ID, primary_key=True),
+    Column("datastore_id", ID, nullable=False),
+    Column("study_instance_uid", UID, nullable=False),
+    Column("series_instance_uid", UID, nullable=False),
+    Column("sop_instance_uid", UID, nullable=False),  # the level's instance
+    Column("level", Integer, nullable=False),
+    Column("x", Integer, nullable=False),
+    Column("y", Integer, nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("note", Text, nullable=False),
+    Column("created_by", String(128), nullable=False),  # access key id
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+Index("ix_slide_bookmarks_study", slide_bookmarks.c.datastore_id, slide_bookmarks.c.study_instance_uid,
+      slide_bookmarks.c.created_at)
