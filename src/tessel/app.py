@@ -25,6 +25,7 @@ from tessel.auth.oidc import Bearer, oidc_from_settings
 from tessel.auth.tokens import TokenSigner
 from tessel.config import Settings
 from tessel.crypto import AUDIT_CHAIN
+from tessel.dicomweb.lane import FrameLane
 from tessel.dimse import DimseServer
 from tessel.errors import Conflict, Unavailable
 from tessel.ingest import jobs
@@ -193,7 +194,11 @@ def serve(settings: Settings, *, no_auth: bool = False) -> None:
         app.state.dimse.bind()  # a taken DICOM port fails here, with its one-line reason
         # No access log unless asked for (--access-log, for debugging): request lines carry UIDs and
         # query strings (PHI); the audit trail records every request.
-        config = uvicorn.Config(app, log_level="warning", access_log=settings.access_log, timeout_keep_alive=15,
+        # Frame requests skip the routing and middleware layers that do nothing for them (dicomweb/lane.py);
+        # with a local catalog and local blobs their lookup and read run on the event loop.
+        local = settings.catalog_url is None and (settings.blob_url or "file:").startswith("file:")
+        served = FrameLane(app, app.state.audit, inline=local)
+        config = uvicorn.Config(served, log_level="warning", access_log=settings.access_log, timeout_keep_alive=15,
                                 limit_concurrency=2000)
         if settings.access_log:  # uvicorn logs requests at INFO, under the server's WARNING level
             logging.getLogger("uvicorn.access").setLevel(logging.INFO)

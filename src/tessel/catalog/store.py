@@ -20,6 +20,7 @@ from tessel.catalog.models import (Datastore, DatastoreId, DatastoreStatus, Fram
                                    ImageSetWorkflowStatus, ImportJob, JobId, JobStatus,
                                    LosslessStorageFormat)
 from tessel.catalog.sql import engine as sql_engine
+from tessel.catalog.sql.hot import HotReads
 from tessel.catalog.sql.tables import (datastores, frames, image_set_versions, image_sets,
                                        import_job_files, import_jobs, instances, secrets, tags)
 
@@ -57,6 +58,7 @@ def _job(row: Any) -> ImportJob:
 class Catalog:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.hot = HotReads(engine)  # single-SELECT reads of the hot paths (frames, keys)
 
     @classmethod
     def open(cls, url: str, *, pool_size: int | None = None) -> "Catalog":
@@ -65,6 +67,7 @@ class Catalog:
         return cls(engine)
 
     def close(self) -> None:
+        self.hot.close()
         self.engine.dispose()
 
     @contextlib.contextmanager

@@ -32,6 +32,7 @@ from tessel.retrieve.instances import InstanceRef
 from tessel.stores import Stores
 
 PREFIX = "/datastore/{datastore_id}"
+FRAMES_ACTION = "GetDICOMInstanceFrames"
 _STUDY = "/studies/{study}"
 _SERIES = _STUDY + "/series/{series}"
 _INSTANCE = _SERIES + "/instances/{sop}"
@@ -60,7 +61,15 @@ class Ctx:
         return self.param("imageSetId") or None
 
 
-Handler = Callable[[Ctx], Response]
+@dataclass(frozen=True, slots=True)
+class Later:
+    """What is left of a handler's work when it is long (decoding): an inline endpoint runs it in
+    the thread pool, off the event loop."""
+
+    finish: Callable[[], Response]
+
+
+Handler = Callable[[Ctx], Response | Later]
 
 
 def _locate(ctx: Ctx, study: str, series: str | None = None, sop: str | None = None) -> list[InstanceRef]:
@@ -103,7 +112,9 @@ def _ctx(request: Request) -> Ctx:
                request.headers.get("accept"))
 
 
-def _endpoint(action: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+def _endpoint(action: str, handler: Handler, *, inline: bool = False) -> Callable[[Request], Awaitable[Response]]:
+    """`inline`: run the handler on the event loop (short blocking work only: see frames_endpoint)."""
+
     async def endpoint(request: Request) -> Response:
         event = event_of(request)
         if event is not None:
@@ -112,12 +123,16 @@ def _endpoint(action: str, handler: Handler) -> Callable[[Request], Awaitable[Re
             ctx = _ctx(request)
             principal = await access.principal(request)
 
-            def call() -> Response:  # authorization may read tags: in the pool, with the handler
+            def call() -> Response | Later:  # authorization may read tags: in the pool, with the handler
                 scope = access.authorize(request, principal, action, ctx.datastore_id,
                                          study_uid=ctx.path.get("study"), series_uid=ctx.path.get("series"))
-                return handler(replace(ctx, scope=scope))
+                result = handler(replace(ctx, scope=scope))
+                return result.finish() if isinstance(result, Later) and not inline else result
 
-            return await run_in_threadpool(call)
+            if not inline:
+                return await run_in_threadpool(call)  # type: ignore[return-value]
+            result = call()
+            return await run_in_threadpool(result.finish) if isinstance(result, Later) else result
         except Exception as exc:  # every failure answers with a status and a reason
             return error_response(exc, action)
 
@@ -215,12 +230,18 @@ def frame_numbers(text: str) -> list[int]:
     return numbers
 
 
-def _frames(ctx: Ctx) -> Response:
+def _frames(ctx: Ctx) -> Response | Later:
     numbers = frame_numbers(ctx.path["frames"])
     stored = _check_frames(ctx, instances.get_frames(ctx.stores, ctx.datastore_id, ctx.path["study"],
                                                      ctx.path["series"], ctx.path["sop"], numbers,
                                                      image_set_id=ctx.image_set_id))
     answer = wado.negotiate_frames(stored, ctx.accept)
+    if not instances.ready_in(stored, answer.transfer_syntax_uid):
+        return Later(lambda: _frames_response(stored, answer))  # decoding takes milliseconds
+    return _frames_response(stored, answer)
+
+
+def _frames_response(stored: instances.StoredFrames, answer: wado.FrameAnswer) -> Response:
     data = list(wado.frame_parts(stored, answer))
     part_type = f"{answer.media_type}; transfer-syntax={answer.transfer_syntax_uid}"
     if not answer.multipart:
@@ -229,6 +250,13 @@ def _frames(ctx: Ctx) -> Response:
     return Response(multipart.encode(boundary, [(part_type, d) for d in data]),
                     media_type=multipart.related_type(boundary, answer.media_type,
                                                       answer.transfer_syntax_uid))
+
+
+def frames_endpoint(*, inline: bool = False) -> Callable[[Request], Awaitable[Response]]:
+    """The frames endpoint (also served by lane.FrameLane). `inline` when the catalog and the
+    blobs are local (SQLite, files): one lookup and one read then take less than the thread
+    pool hop they would save."""
+    return _endpoint(FRAMES_ACTION, _frames, inline=inline)
 
 
 def _one_ref(ctx: Ctx) -> InstanceRef:
@@ -346,7 +374,7 @@ def build_router() -> APIRouter:
         router.add_route(PREFIX + path, _endpoint(action, handler), methods=["GET"], include_in_schema=False)
 
     # Routes are tried in order: the hot ones (frames, metadata) first.
-    get(_INSTANCE + "/frames/{frames}", "GetDICOMInstanceFrames", _frames)
+    get(_INSTANCE + "/frames/{frames}", FRAMES_ACTION, _frames)
     get(_SERIES + "/metadata", "GetDICOMSeriesMetadata", _metadata)
     get("/studies", "SearchDICOMStudies", _search("STUDY", ()))
     get("/series", "SearchDICOMSeries", _search("SERIES", ()))

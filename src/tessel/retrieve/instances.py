@@ -7,12 +7,11 @@ Frames in the stored syntax are one catalog lookup plus one blob read each.
 
 from __future__ import annotations
 
-import functools
 import json
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import sqlalchemy as sa
 
@@ -60,9 +59,14 @@ class StoredFrames:
     ids: tuple[str, ...]  # image frame ids, as numbers
     read: Callable[[str], bytes]  # frame id -> stored bytes
 
-    @functools.cached_property
+    @property
     def data(self) -> tuple[bytes, ...]:
-        return tuple(self.read(frame_id) for frame_id in self.ids)
+        # Not functools.cached_property: before Python 3.12 it holds one lock for every instance
+        # while computing, which made the blob reads of all concurrent frame requests take turns.
+        data: tuple[bytes, ...] | None = self.__dict__.get("_data")
+        if data is None:
+            data = self.__dict__["_data"] = tuple(self.read(frame_id) for frame_id in self.ids)
+        return data
 
     @property
     def transfer_syntax_uid(self) -> str:
@@ -191,16 +195,35 @@ def instance_node(doc: dict[str, Any], ref: InstanceRef) -> dict[str, Any]:
 
 # Built once: SQLAlchemy then reuses its compiled form, and building the statement cost more
 # than running it.
+_FRAME_COLUMNS = (dicom_instances.c.image_set_id, dicom_instances.c.study_instance_uid,
+                  dicom_instances.c.series_instance_uid, dicom_instances.c.sop_class_uid,
+                  dicom_instances.c.number_of_frames, dicom_instances.c.stored_transfer_syntax_uid,
+                  dicom_instances.c.pixel, frames.c.frame_number, frames.c.frame_id)
+_FRAMES_FROM = dicom_instances.join(frames, sa.and_(frames.c.image_set_id == dicom_instances.c.image_set_id,
+                                                    frames.c.sop_instance_uid == dicom_instances.c.sop_instance_uid))
 _FRAMES_QUERY = (
-    sa.select(dicom_instances.c.image_set_id, dicom_instances.c.study_instance_uid,
-              dicom_instances.c.series_instance_uid, dicom_instances.c.sop_class_uid,
-              dicom_instances.c.number_of_frames, dicom_instances.c.stored_transfer_syntax_uid,
-              dicom_instances.c.pixel, frames.c.frame_number, frames.c.frame_id)
-    .join(frames, sa.and_(frames.c.image_set_id == dicom_instances.c.image_set_id,
-                          frames.c.sop_instance_uid == dicom_instances.c.sop_instance_uid))
+    sa.select(*_FRAME_COLUMNS).select_from(_FRAMES_FROM)
     .where(dicom_instances.c.datastore_id == sa.bindparam("datastore_id"),
            dicom_instances.c.sop_instance_uid == sa.bindparam("sop"),
            frames.c.frame_number.in_(sa.bindparam("numbers", expanding=True))))
+# One frame (what viewers ask for): a single SELECT on the catalog's hot-read connections.
+_FRAME_QUERY = (
+    sa.select(*_FRAME_COLUMNS).select_from(_FRAMES_FROM)
+    .where(dicom_instances.c.datastore_id == sa.bindparam("datastore_id"),
+           dicom_instances.c.sop_instance_uid == sa.bindparam("sop"),
+           frames.c.frame_number == sa.bindparam("number")))
+
+
+class _FrameRow(NamedTuple):
+    image_set_id: str
+    study_instance_uid: str
+    series_instance_uid: str
+    sop_class_uid: str | None
+    number_of_frames: int
+    stored_transfer_syntax_uid: str | None
+    pixel: str | None
+    frame_number: int
+    frame_id: str
 
 
 def get_frames(stores: Stores, datastore_id: str, study_uid: str, series_uid: str, sop_uid: str,
@@ -210,10 +233,15 @@ def get_frames(stores: Stores, datastore_id: str, study_uid: str, series_uid: st
         raise NotFound("frame numbers start at 1")
     if image_set_id is not None:
         return _frames_via_document(stores, datastore_id, study_uid, series_uid, sop_uid, numbers, image_set_id)
-    with stores.catalog.read() as conn:
-        rows = [r for r in conn.execute(_FRAMES_QUERY, {"datastore_id": datastore_id, "sop": sop_uid,
-                                                        "numbers": sorted(set(numbers))})
-                if r.study_instance_uid == study_uid and r.series_instance_uid == series_uid]
+    if len(numbers) == 1:
+        found = stores.catalog.hot.rows(_FRAME_QUERY, {"datastore_id": datastore_id, "sop": sop_uid,
+                                                       "number": numbers[0]})
+    else:
+        with stores.catalog.read() as conn:
+            found = list(conn.execute(_FRAMES_QUERY, {"datastore_id": datastore_id, "sop": sop_uid,
+                                                      "numbers": sorted(set(numbers))}))
+    rows = [r for r in map(_FrameRow._make, found)
+            if r.study_instance_uid == study_uid and r.series_instance_uid == series_uid]
     by_number = {r.frame_number: r for r in rows}
     missing = [n for n in numbers if n not in by_number]
     if not rows or missing:
@@ -344,6 +372,11 @@ class _TranscodedFrames:
 
 
 TRANSCODED = _TranscodedFrames(256 * 1024 * 1024)
+
+
+def ready_in(stored: StoredFrames, target: str) -> bool:
+    """Can `stored` be had in `target` without decoding (as stored, or transcoded lately)?"""
+    return target == stored.transfer_syntax_uid or all(TRANSCODED.get((i, target)) is not None for i in stored.ids)
 
 
 def frames_in(stored: StoredFrames, target: str) -> list[bytes]:
