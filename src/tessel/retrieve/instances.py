@@ -90,6 +90,9 @@ def locate(catalog: Any, datastore_id: str, study_uid: str, series_uid: str | No
     """
     if image_set_id is not None:
         refs = _locate_in(catalog, datastore_id, image_set_id, study_uid, series_uid, sop_uid)
+    elif series_uid is not None and sop_uid is not None:  # one instance (WADO-RS instance): a hot read
+        refs = [InstanceRef(*row) for row in catalog.hot.rows(_INSTANCE_QUERY, {
+            "datastore_id": datastore_id, "study": study_uid, "series": series_uid, "sop": sop_uid})]
     else:
         i, s = dicom_instances, dicom_series
         q = (sa.select(i.c.image_set_id, s.c.version, i.c.study_instance_uid, i.c.series_instance_uid,
@@ -110,6 +113,19 @@ def locate(catalog: Any, datastore_id: str, study_uid: str, series_uid: str | No
         what = f"instance {sop_uid}" if sop_uid else f"series {series_uid}" if series_uid else f"study {study_uid}"
         raise NotFound(f"{what} is not in datastore {datastore_id}", study_instance_uid=study_uid)
     return refs
+
+
+_INSTANCE_QUERY = (
+    sa.select(dicom_instances.c.image_set_id, dicom_series.c.version, dicom_instances.c.study_instance_uid,
+              dicom_instances.c.series_instance_uid, dicom_instances.c.sop_instance_uid,
+              dicom_instances.c.sop_class_uid, dicom_instances.c.number_of_frames,
+              dicom_instances.c.stored_transfer_syntax_uid)
+    .join(dicom_series, sa.and_(dicom_series.c.image_set_id == dicom_instances.c.image_set_id,
+                                dicom_series.c.series_instance_uid == dicom_instances.c.series_instance_uid))
+    .where(dicom_instances.c.datastore_id == sa.bindparam("datastore_id"),
+           dicom_instances.c.sop_instance_uid == sa.bindparam("sop"),
+           dicom_instances.c.study_instance_uid == sa.bindparam("study"),
+           dicom_instances.c.series_instance_uid == sa.bindparam("series")))
 
 
 def _locate_in(catalog: Any, datastore_id: str, image_set_id: str, study_uid: str, series_uid: str | None,

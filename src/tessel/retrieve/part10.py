@@ -15,7 +15,10 @@ Instances without Pixel Data are always written as Explicit VR Little Endian.
 from __future__ import annotations
 
 import io
+import struct
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
@@ -95,49 +98,129 @@ def part10_from_document(stores: Stores, datastore_id: str, doc: dict[str, Any],
                          transfer_syntax: str | None = None) -> bytes:
     node = instance_node(doc, ref)
     target = output_transfer_syntax(node, ref, transfer_syntax)
+    info = pixel_info(node)
+    image_frames = node.get("ImageFrames") or []
+    if info is None or not image_frames:
+        return _write(_dataset(stores, datastore_id, doc, ref, node, target), target)
+    stored = _stored(ref, node)
+    check_transcodable(info, stored, target)
+    key = (id(stores.blobs), datastore_id, ref.image_set_id, ref.version, ref.sop_instance_uid, target)
+    head = HEADS.get(key)
+    if head is None:
+        ds = _dataset(stores, datastore_id, doc, ref, node, target)
+        _describe_pixels(ds, info, stored, target)
+        if any(tag > _pixel_tag(info) for tag in ds.keys()):  # elements after Pixel Data: written whole
+            frames = [stores.blobs.get(keys.frame(datastore_id, f["ID"])) for f in image_frames]
+            _set_pixels(ds, info, stored, target, frames)
+            return _write(ds, target)
+        head = _write(ds, target)
+        HEADS.put(key, head)
+    frames = [stores.blobs.get(keys.frame(datastore_id, f["ID"])) for f in image_frames]
+    return head + _pixel_element(info, stored, target, frames)
+
+
+def _dataset(stores: Stores, datastore_id: str, doc: dict[str, Any], ref: InstanceRef, node: dict[str, Any],
+             target: str) -> Any:
+    """The instance's attributes (Pixel Data left out) and file meta, for writing as `target`."""
     levels = [doc["Patient"]["DICOM"], doc["Study"]["DICOM"],
               doc["Study"]["Series"][ref.series_instance_uid]["DICOM"],
               {k: v for k, v in node["DICOM"].items() if k not in _DROPPED}]
     ds = fromjson.dataset_from_levels(levels, node.get("DICOMVRs") or {},
                                       bulk=lambda bulk_id: stores.blobs.get(keys.bulk(datastore_id, bulk_id)))
-    info = pixel_info(node)
-    image_frames = node.get("ImageFrames") or []
-    for keyword, tag in _PIXEL_TAGS.items():
+    for tag in _PIXEL_TAGS.values():
         if BaseTag(tag) in ds:
             del ds[BaseTag(tag)]
-    if info is not None and image_frames:
-        stored = _stored(ref, node)
-        frames = [stores.blobs.get(keys.frame(datastore_id, f["ID"])) for f in image_frames]
-        _set_pixels(ds, info, stored, target, frames)
     ds.file_meta = fromjson.file_meta(
         node["DICOM"], TransferSyntaxUID=target,
         MediaStorageSOPClassUID=str(ref.sop_class_uid or node["DICOM"].get("SOPClassUID") or ""),
         MediaStorageSOPInstanceUID=ref.sop_instance_uid, ImplementationClassUID=IMPLEMENTATION_CLASS_UID,
         ImplementationVersionName=IMPLEMENTATION_VERSION_NAME)
+    return ds
+
+
+def _write(ds: Any, target: str) -> bytes:
     out = io.BytesIO()
     dcmwrite(out, ds, enforce_file_format=True, implicit_vr=target == ts.IMPLICIT_VR_LE, little_endian=True)
     return out.getvalue()
 
 
-def _set_pixels(ds: Any, info: Any, stored: str, target: str, frames: list[bytes]) -> None:
-    check_transcodable(info, stored, target)
-    tag = BaseTag(_PIXEL_TAGS.get(info.pixel_keyword, 0x7FE00010))
-    photometric = served_photometric(info, stored, target)
+class _Heads:
+    """Part 10 bytes up to Pixel Data per (image set version, instance, syntax): documents never
+    change, and writing ~100 attributes with pydicom cost more than the rest of a whole-instance
+    request. An instance is then its head plus the Pixel Data element, written by hand."""
+
+    def __init__(self, max_bytes: int = 32 * 1024 * 1024) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> bytes | None:
+        with self._lock:
+            head = self._items.get(key)
+            if head is not None:
+                self._items.move_to_end(key)
+            return head
+
+    def put(self, key: tuple[Any, ...], head: bytes) -> None:
+        with self._lock:
+            if key in self._items or len(head) > self.max_bytes // 8:
+                return
+            self._items[key] = head
+            self._bytes += len(head)
+            while self._bytes > self.max_bytes:
+                _, old = self._items.popitem(last=False)
+                self._bytes -= len(old)
+
+
+HEADS = _Heads()
+
+
+def _pixel_tag(info: Any) -> int:
+    return _PIXEL_TAGS.get(info.pixel_keyword, 0x7FE00010)
+
+
+def _pixel_element(info: Any, stored: str, target: str, frames: list[bytes]) -> bytes:
+    """The Pixel Data element as pydicom writes it (PS3.5 7.1.2: tag, VR, length; encapsulated:
+    undefined length, items, sequence delimiter); Little Endian, explicit VR unless `target` is
+    Implicit VR Little Endian."""
+    tag = _pixel_tag(info)
+    tag_bytes = struct.pack("<HH", tag >> 16, tag & 0xFFFF)
     if target in NATIVE_OUTPUTS:
         value = _native_pixels(info, stored, frames)
-        vr = {"FloatPixelData": "OF", "DoubleFloatPixelData": "OD"}.get(
-            info.pixel_keyword, "OW" if info.bits_allocated > 8 else "OB")
-        ds[tag] = DataElement(tag, vr, value)
-    else:
-        encoded = [transcode(f, info, stored, target) for f in frames]
-        row = ts.syntax(target)
-        video = row is not None and row.layout is ts.Layout.VIDEO
-        ds[tag] = DataElement(tag, "OB", encapsulate(encoded, has_bot=not video and len(encoded) > 1),
-                              is_undefined_length=True)
-    ds.PhotometricInterpretation = photometric
+        if target == ts.IMPLICIT_VR_LE:
+            return tag_bytes + struct.pack("<I", len(value)) + value
+        return tag_bytes + _native_vr(info).encode() + b"\0\0" + struct.pack("<I", len(value)) + value
+    value = _encapsulated(info, stored, target, frames)
+    return tag_bytes + b"OB\0\0\xff\xff\xff\xff" + value + b"\xfe\xff\xdd\xe0\0\0\0\0"
+
+
+def _native_vr(info: Any) -> str:
+    return {"FloatPixelData": "OF", "DoubleFloatPixelData": "OD"}.get(
+        info.pixel_keyword, "OW" if info.bits_allocated > 8 else "OB")
+
+
+def _encapsulated(info: Any, stored: str, target: str, frames: list[bytes]) -> bytes:
+    encoded = [transcode(f, info, stored, target) for f in frames]
+    row = ts.syntax(target)
+    video = row is not None and row.layout is ts.Layout.VIDEO
+    return encapsulate(encoded, has_bot=not video and len(encoded) > 1)
+
+
+def _describe_pixels(ds: Any, info: Any, stored: str, target: str) -> None:
+    """The attributes that say how the served Pixel Data is encoded."""
+    ds.PhotometricInterpretation = served_photometric(info, stored, target)
     if info.samples_per_pixel > 1 and (target in NATIVE_OUTPUTS or target != stored
                                        or stored != info.transfer_syntax_uid):
         ds.PlanarConfiguration = 0  # decoded and stored frames are colour-by-pixel
+
+
+def _set_pixels(ds: Any, info: Any, stored: str, target: str, frames: list[bytes]) -> None:
+    tag = BaseTag(_pixel_tag(info))
+    if target in NATIVE_OUTPUTS:
+        ds[tag] = DataElement(tag, _native_vr(info), _native_pixels(info, stored, frames))
+    else:
+        ds[tag] = DataElement(tag, "OB", _encapsulated(info, stored, target, frames), is_undefined_length=True)
 
 
 def _native_pixels(info: Any, stored: str, frames: list[bytes]) -> bytes:
