@@ -39,6 +39,7 @@ class AuditLog:
         self._thread: threading.Thread | None = None
         self.dropped = 0
         self.written = 0
+        self._insert_sql: tuple[str, tuple[str, ...] | None] | None = None
 
     # -- the hot path -------------------------------------------------------------------------------
 
@@ -126,9 +127,22 @@ class AuditLog:
                 row = row_of(event, seq)
                 row["hash"] = previous = chain_hash(self._key, previous, row)
                 rows.append(row)
-            conn.execute(sa.insert(audit_records), rows)
+            sql, order = self._insert(conn)
+            # The driver's executemany: SQLAlchemy's per-row parameter processing cost as much as the
+            # insert itself, and every request makes a record.
+            conn.exec_driver_sql(sql, [tuple(row[name] for name in order) for row in rows] if order is not None
+                                 else rows)
             conn.execute(sa.update(audit_head).where(audit_head.c.id == 1).values(seq=seq, hash=previous))
         self.written += len(rows)
+
+    def _insert(self, conn: Any) -> tuple[str, tuple[str, ...] | None]:
+        """The INSERT of a record compiled for the catalog's dialect, and its positional order."""
+        if self._insert_sql is None:
+            statement = sa.insert(audit_records).values({c.name: sa.bindparam(c.name) for c in audit_records.c})
+            compiled = statement.compile(dialect=conn.dialect)
+            order = tuple(compiled.positiontup) if compiled.positiontup is not None else None
+            self._insert_sql = (compiled.string, order)
+        return self._insert_sql
 
     def _resolve_patients(self, batch: Iterable[Event]) -> None:
         """Patient IDs of the image sets and studies the records name (read here, off the hot path)."""
