@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import orjson
 import sqlalchemy as sa
@@ -339,6 +339,7 @@ def query(catalog: Any, datastore_id: str, level: str, matches: dict[str, str], 
     dialect = catalog.engine.dialect.name
     columns = {**_STUDY_COLUMNS, **(_SERIES_COLUMNS if depth >= 2 else {}),
                **(_INSTANCE_COLUMNS if depth >= 3 else {})}
+    by_column: list[tuple[str, Condition]] = []  # the SQL conditions' keywords, for _exact_study_key
     for keyword, value in matches.items():
         where = keyword_level(keyword)
         if where != "any" and _KEY_DEPTH.get(where, 3) > max(depth, 1):
@@ -352,6 +353,7 @@ def query(catalog: Any, datastore_id: str, level: str, matches: dict[str, str], 
                 python_conditions.append(("study", keyword, condition))
             else:
                 sql_conditions.append(to_sql(condition, column, dialect, words))
+                by_column.append((keyword, condition))
         elif keyword not in COMPUTED:
             condition = parse(value, kind_for_vr(_vr(keyword)), fuzzy=fuzzy)
             if condition is not None and _vr(keyword) != "SQ":
@@ -361,9 +363,15 @@ def query(catalog: Any, datastore_id: str, level: str, matches: dict[str, str], 
     in_sql = not python_conditions and depth != 0 and visible_studies is None
     page = (limit, offset) if in_sql else (None, 0)
     skip = 0 if in_sql else offset
+    exact = _exact_study_key(depth, by_column, python_conditions, page) if in_sql else None
     with catalog.read() as conn:
-        if depth <= 1:
-            rows: Iterable[dict[str, Any]] = _studies(conn, datastore_id, sql_conditions, page)
+        if exact is not None:  # studies by PatientID / AccessionNumber: one prepared SELECT
+            keyword, value = exact
+            found = catalog.hot.rows(_STUDIES_BY[keyword], {"datastore_id": datastore_id, "value": value,
+                                                            "limit": page[0], "offset": page[1]})
+            rows: Iterable[dict[str, Any]] = map(_study_row, map(_StudyRow._make, found))
+        elif depth <= 1:
+            rows = _studies(conn, datastore_id, sql_conditions, page)
         elif depth == 2:
             rows = _series(conn, datastore_id, sql_conditions, page)
         else:
@@ -450,16 +458,55 @@ def _is_hex(key: str) -> bool:
     return len(key) == 8 and all(c in "0123456789ABCDEFabcdef" for c in key)
 
 
+_STUDY_ROW = (dicom_studies.c.attrs, dicom_studies.c.modalities_in_study, dicom_studies.c.sop_classes_in_study,
+              dicom_studies.c.number_of_series, dicom_studies.c.number_of_instances, dicom_studies.c.patient_id,
+              dicom_studies.c.study_instance_uid)
+_STUDY_ORDER = (dicom_studies.c.updated_at.desc(), dicom_studies.c.study_instance_uid.desc())
+
+
+class _StudyRow(NamedTuple):
+    attrs: str
+    modalities_in_study: str | None
+    sop_classes_in_study: str | None
+    number_of_series: int
+    number_of_instances: int
+    patient_id: str | None
+    study_instance_uid: str
+
+
+# The study-level searches clients send most (a patient's studies, an accession number), built once:
+# each is one range of an index ending with the result order (migration 0006).
+_STUDIES_BY = {
+    keyword: sa.select(*_STUDY_ROW).where(dicom_studies.c.datastore_id == sa.bindparam("datastore_id"),
+                                          column == sa.bindparam("value"))
+    .order_by(*_STUDY_ORDER).limit(sa.bindparam("limit")).offset(sa.bindparam("offset"))
+    for keyword, column in (("PatientID", dicom_studies.c.patient_id),
+                            ("AccessionNumber", dicom_studies.c.accession_number))}
+
+
+def _exact_study_key(depth: int, by_column: list[tuple[str, Condition]], python_conditions: list[Any],
+                     page: tuple[int | None, int]) -> tuple[str, str] | None:
+    """(keyword, value) when a study search is one exact PatientID or AccessionNumber, else None."""
+    if depth != 1 or python_conditions or len(by_column) != 1 or page[0] is None:
+        return None
+    keyword, condition = by_column[0]
+    if keyword not in _STUDIES_BY or condition.kind != "text" or len(condition.terms) != 1:
+        return None
+    term = condition.terms[0]
+    return None if term.wildcard or term.is_range else (keyword, term.value)
+
+
+def _study_row(r: Any) -> dict[str, Any]:
+    return {"study": orjson.loads(r.attrs), "computed": _study_computed(r), "patient_id": r.patient_id,
+            "study_uid": r.study_instance_uid}
+
+
 def _studies(conn: Connection, datastore_id: str, conditions: list[Any],
              page: tuple[int | None, int]) -> Iterator[dict[str, Any]]:
     t = dicom_studies
-    q = (sa.select(t.c.attrs, t.c.modalities_in_study, t.c.sop_classes_in_study, t.c.number_of_series,
-                   t.c.number_of_instances, t.c.patient_id, t.c.study_instance_uid)
-         .where(t.c.datastore_id == datastore_id, *conditions)
-         .order_by(t.c.updated_at.desc(), t.c.study_instance_uid.desc()))
+    q = sa.select(*_STUDY_ROW).where(t.c.datastore_id == datastore_id, *conditions).order_by(*_STUDY_ORDER)
     for r in conn.execute(_paged(q, page)):
-        yield {"study": orjson.loads(r.attrs), "computed": _study_computed(r), "patient_id": r.patient_id,
-               "study_uid": r.study_instance_uid}
+        yield _study_row(r)
 
 
 def _paged(q: Any, page: tuple[int | None, int]) -> Any:
