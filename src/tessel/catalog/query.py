@@ -145,12 +145,14 @@ def _lock_study(conn: Connection, datastore_id: str, study_uid: str) -> None:
 
 
 def reindex_image_set(catalog: Any, conn: Connection, datastore_id: str, image_set_id: str,
-                      doc: dict[str, Any] | None) -> None:
+                      doc: dict[str, Any] | None, *, changed: set[str] | None = None) -> None:
     """(Re)write the query rows of an image set from its document, in the caller's transaction.
 
     Removes them when `doc` is None, or the image set is deleted or not primary.
     Call it after the image set row is written (it reads is_primary, state,
-    latest_version and updated_at from it).
+    latest_version and updated_at from it). `changed`: the SOP Instance UIDs the caller
+    added or replaced, when it knows no other instance row changed (ingest adding to a
+    series): only their rows are rebuilt, so adding one instance costs one instance.
     """
     image_set = catalog.get_image_set(datastore_id, image_set_id, conn)
     old_studies = {r[0] for r in conn.execute(sa.select(dicom_series.c.study_instance_uid).where(
@@ -166,20 +168,24 @@ def reindex_image_set(catalog: Any, conn: Connection, datastore_id: str, image_s
     assert image_set is not None
     study_attrs = {**doc["Patient"]["DICOM"], **doc["Study"]["DICOM"]}
     study_uid = _text(study_attrs.get("StudyInstanceUID")) or image_set.study_instance_uid
-    old = {r.sop_instance_uid: r.digest for r in conn.execute(
-        sa.select(dicom_instances.c.sop_instance_uid, dicom_instances.c.digest)
-        .where(dicom_instances.c.image_set_id == image_set_id))}
+    old: dict[str, str] = {}
+    if changed is None:
+        old = {r.sop_instance_uid: r.digest for r in conn.execute(
+            sa.select(dicom_instances.c.sop_instance_uid, dicom_instances.c.digest)
+            .where(dicom_instances.c.image_set_id == image_set_id))}
     series_rows: list[dict[str, Any]] = []
     instance_rows: list[dict[str, Any]] = []
     study_json = _dumps(study_attrs)
     for series_uid, series in doc["Study"]["Series"].items():
         series_attrs = dict(series["DICOM"])
         first: dict[str, Any] | None = None
+        first_number = 0
         for sop_uid, node in series["Instances"].items():
-            row = _instance_row(datastore_id, image_set_id, study_uid, series_uid, sop_uid, node)
-            instance_rows.append(row)
-            if first is None or (row["instance_number"] or 0) < (_int(first.get("InstanceNumber")) or 0):
-                first = node["DICOM"]
+            number = _int(node["DICOM"].get("InstanceNumber")) or 0
+            if changed is None or sop_uid in changed:
+                instance_rows.append(_instance_row(datastore_id, image_set_id, study_uid, series_uid, sop_uid, node))
+            if first is None or number < first_number:
+                first, first_number = node["DICOM"], number
         for key in _SERIES_FROM_INSTANCE:
             if key not in series_attrs and first is not None and first.get(key) is not None:
                 series_attrs[key] = first[key]
@@ -193,16 +199,19 @@ def reindex_image_set(catalog: Any, conn: Connection, datastore_id: str, image_s
             "body_part_examined": _text(series_attrs.get("BodyPartExamined")),
             "number_of_instances": len(series["Instances"]), "updated_at": image_set.updated_at,
             "attrs": _dumps(series_attrs), "study_attrs": study_json})
-    fresh = {r["sop_instance_uid"] for r in instance_rows}
-    stale = [sop for sop, digest in old.items() if sop not in fresh]
-    changed = [r for r in instance_rows if old.get(r["sop_instance_uid"]) != r["digest"]]
-    stale += [r["sop_instance_uid"] for r in changed if r["sop_instance_uid"] in old]
+    if changed is None:
+        fresh = {r["sop_instance_uid"] for r in instance_rows}
+        stale = [sop for sop, digest in old.items() if sop not in fresh]
+        rewrite = [r for r in instance_rows if old.get(r["sop_instance_uid"]) != r["digest"]]
+        stale += [r["sop_instance_uid"] for r in rewrite if r["sop_instance_uid"] in old]
+    else:
+        stale, rewrite = sorted(changed), instance_rows
     for chunk in _chunks(stale):
         conn.execute(sa.delete(dicom_instances).where(dicom_instances.c.image_set_id == image_set_id,
                                                       dicom_instances.c.sop_instance_uid.in_(chunk)))
     if series_rows:
         conn.execute(sa.insert(dicom_series), series_rows)
-    for chunk in _chunks(changed):
+    for chunk in _chunks(rewrite):
         conn.execute(sa.insert(dicom_instances), list(chunk))
     for uid in sorted(old_studies | {study_uid}):
         _refresh_study(conn, datastore_id, uid)

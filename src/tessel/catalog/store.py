@@ -200,10 +200,18 @@ class Catalog:
 
     # -- instances and frames -----------------------------------------------------------------
 
-    def instance_digests(self, conn: Connection, image_set_id: str) -> dict[str, str]:
-        rows = conn.execute(sa.select(instances.c.sop_instance_uid, instances.c.digest)
-                            .where(instances.c.image_set_id == image_set_id))
-        return {r.sop_instance_uid: r.digest for r in rows}
+    def instance_digests(self, conn: Connection, image_set_id: str,
+                         sops: Sequence[str] | None = None) -> dict[str, str]:
+        """SOP Instance UID -> digest of the image set's instances (only `sops`, if given)."""
+        query = sa.select(instances.c.sop_instance_uid, instances.c.digest).where(
+            instances.c.image_set_id == image_set_id)
+        if sops is None:
+            return {r.sop_instance_uid: r.digest for r in conn.execute(query)}
+        found: dict[str, str] = {}
+        for chunk in _chunks(list(dict.fromkeys(sops)), 500):
+            found.update((r.sop_instance_uid, r.digest)
+                         for r in conn.execute(query.where(instances.c.sop_instance_uid.in_(chunk))))
+        return found
 
     def replace_instances(self, conn: Connection, image_set_id: str, rows: Sequence[dict[str, Any]],
                           frame_rows: Sequence[dict[str, Any]]) -> None:
