@@ -41,6 +41,7 @@ import functools
 import json
 import logging
 import multiprocessing
+import os
 import queue
 import threading
 import time
@@ -131,6 +132,9 @@ _worker_blobs: BlobStore | None = None
 
 def _worker_init(settings: Settings) -> None:
     global _worker_blobs
+    # Below the association threads: a C-STORE is answered once spooled, and what the sender
+    # waits for must not queue behind transcoding that can catch up later.
+    os.nice(5)
     # Encrypted as the server's own blobs; no sync per blob: the writer syncs before it commits.
     _worker_blobs = open_worker_blobs(settings, fsync=False)
 

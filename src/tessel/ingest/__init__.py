@@ -44,7 +44,10 @@ class Staged:
 
 def staging_options(stores: Stores, datastore_id: str) -> StagingOptions:
     ds = get_datastore(stores, datastore_id)
-    return StagingOptions(datastore_id=ds.id, lossless_format=lossless_syntax(ds.lossless_storage_format))
+    # An upload is staged on a thread of the server: its frames on every core (a whole-slide
+    # instance has tens of thousands).
+    return StagingOptions(datastore_id=ds.id, lossless_format=lossless_syntax(ds.lossless_storage_format),
+                          frame_threads=stores.settings.resolved_workers)
 
 
 def stage_upload(source: bytes | Path, stores: Stores, options: StagingOptions, *,
