@@ -1,7 +1,10 @@
 """The only write path: Part 10 bytes in, image-set versions out.
 
-Every front end ends here: import jobs (`jobs`), and `store_instances` for
-uploads that arrive one request or association at a time (STOW-RS, C-STORE).
+Every front end ends here: import jobs (`jobs`); a running server's uploads
+(STOW-RS, C-STORE) through its one `writer` (group commit, one blob sync per commit,
+incrementally built documents: `latest`), C-STOREs after the write-ahead `spool` of
+`received` (answered once spooled, staged and committed in the background); and
+`store_instances` for callers without a server.
 A front end that receives instances one by one (STOW-RS streams its parts)
 stages each as it arrives with `stage_upload` and commits them all together
 with `commit_staged`, so one request makes one version per image set.

@@ -1,4 +1,5 @@
-"""C-STORE: check each instance, spool it durably, answer; stage and commit in the background.
+"""Received instances answered before they are committed (C-STORE): check each instance, spool
+it durably, answer; stage and commit in the background, through the server's ingest writer.
 
 A C-STORE SCU waits for each response before it sends the next instance, so whatever runs
 before the response sets the ingest rate. Only what decides the answer runs there:
@@ -55,7 +56,7 @@ from tessel.config import Settings
 from tessel.dicom import read_instance_bytes
 from tessel.dicom.models import ParsedInstance
 from tessel.dicom.syntaxes import SYNTAXES
-from tessel.dimse.spool import Kind, Segment, Spool, read_segment
+from tessel.ingest.spool import Kind, Segment, Spool, read_segment
 from tessel.errors import NotFound, TesselError, Unavailable
 from tessel.ingest.staging import StagingOptions, stage_bytes, stage_parsed
 from tessel.ingest.writer import writer_of
