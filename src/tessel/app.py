@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator
 
 from fastapi import FastAPI
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import Response
 
 from starlette.middleware.cors import CORSMiddleware
 
@@ -29,6 +29,9 @@ from tessel.dimse import DimseServer
 from tessel.errors import Conflict, Unavailable
 from tessel.ingest import jobs
 from tessel.limits import RequestLimits
+from tessel.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from tessel.metrics import Metrics, gauge
+from tessel.retrieve.instances import TRANSCODED
 from tessel.stores import Stores, open_stores
 
 log = logging.getLogger("tessel")
@@ -148,12 +151,13 @@ def create_app(settings: Settings, stores: Stores | None = None, *, no_auth: boo
             conn.exec_driver_sql("SELECT 1")
         return {"status": "ok", "version": __version__}
 
-    @app.get("/metrics", include_in_schema=False, response_class=PlainTextResponse)
-    def metrics() -> str:
-        datastores = stores.catalog.list_datastores()
-        lines = ["# HELP tessel_datastores Datastores in the catalog.", "# TYPE tessel_datastores gauge",
-                 f"tessel_datastores {len(datastores)}"]
-        return "\n".join(lines) + "\n"
+    metrics = Metrics([lambda: _state_gauges(stores, audit, dimse)])
+    audit.observers.append(metrics.observe)  # request figures, counted off the request path
+    app.state.metrics = metrics
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics_endpoint() -> Response:
+        return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     dicomweb.install(app, no_auth=no_auth)  # /datastore/{datastoreId}/studies..., before the AHI catch-alls
     viewer.install(app)  # /viewer/ pages and /viewer/api/ (shares DICOMweb's token signer)
@@ -162,6 +166,29 @@ def create_app(settings: Settings, stores: Stores | None = None, *, no_auth: boo
     app.add_middleware(AuditMiddleware, audit=audit)  # inside CORS: preflights are not requests to audit
     app.add_middleware(CORSMiddleware, **dicomweb.cors_options(settings))  # browsers on other origins
     return app
+
+
+def _state_gauges(stores: Stores, audit: AuditLog, dimse: DimseServer) -> list[Any]:
+    """What /metrics reads at each scrape (each a cheap query or a length)."""
+    datastores = stores.catalog.list_datastores(limit=100_000)
+    by_status: dict[str, int] = {}
+    for ds in datastores:
+        by_status[ds.status.value] = by_status.get(ds.status.value, 0) + 1
+    jobs: dict[str, int] = {}
+    for job in stores.catalog.list_jobs(statuses=["SUBMITTED", "IN_PROGRESS"], limit=100_000):
+        jobs[job.status.value] = jobs.get(job.status.value, 0) + 1
+    return [
+        gauge("tessel_datastores", "Datastores in the catalog (every status)", len(datastores)),
+        gauge("tessel_datastores_by_status", "Datastores by status", labels=["status"],
+              samples=[((k,), v) for k, v in sorted(by_status.items())]),
+        gauge("tessel_import_jobs_unfinished", "Import jobs submitted or in progress (every server)",
+              labels=["status"], samples=[((k,), jobs.get(k, 0)) for k in ("SUBMITTED", "IN_PROGRESS")]),
+        gauge("tessel_audit_queue_records", "Audit records waiting to be written", audit.queued),
+        gauge("tessel_audit_dropped_records", "Audit records dropped because the queue was full", audit.dropped),
+        gauge("tessel_dimse_associations", "DIMSE associations open now", dimse.associations),
+        gauge("tessel_frame_cache_bytes", "Frames kept decoded or transcoded (TESSEL_FRAME_CACHE_MB)",
+              TRANSCODED.size),
+    ]
 
 
 def serve(settings: Settings, *, no_auth: bool = False) -> None:

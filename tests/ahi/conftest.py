@@ -21,6 +21,8 @@ import httpx
 import pytest
 from botocore.config import Config
 
+from tessel.blobs import open_blob_store
+from tessel.config import Settings, load_settings
 from tests.stack import Stack
 
 KEY_ID = "TSLTESTKEY0000000001"
@@ -52,6 +54,15 @@ class Server:
     @property
     def master_key_file(self) -> Path:
         return Path(self.env.get("TESSEL_MASTER_KEY_FILE") or self.data_dir / "master.key")
+
+    def settings(self) -> Settings:
+        """The server's settings (its data dir and the stack's TESSEL_* variables)."""
+        return load_settings({"data_dir": self.data_dir}, self.env)
+
+    def stored_keys(self, prefix: str) -> list[str]:
+        """Blob keys under `prefix` in the server's blob store (files or the stack's bucket)."""
+        settings = self.settings()
+        return list(open_blob_store(settings.resolved_blob_url, settings).list(prefix))
 
     @property
     def imports(self) -> Path:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, ParamValidationError
 
-from tests.ahi.conftest import Server
+from tests.ahi.conftest import Server, server_env
 
 UNKNOWN = "0" * 32
 
@@ -29,7 +29,7 @@ def test_create_datastore_honours_every_input(client: Any, server: Server) -> No
     assert code(caught) == "ValidationException" and "tessel master-key create" in str(caught.value)
     subprocess.run([sys.executable, "-m", "tessel.cli.main", "master-key", "create",
                     "12345678-1234-1234-1234-123456789012", "--data-dir", str(server.data_dir)],
-                   check=True, capture_output=True)
+                   check=True, capture_output=True, env=server_env(**server.env))  # the stack's key file
     out = client.create_datastore(datastoreName="full.set/#-1", clientToken=token, tags={"team": "radiology"},
                                   kmsKeyArn=kms, lambdaAuthorizerArn=lam, losslessStorageFormat="JPEG_2000_LOSSLESS")
     assert out["datastoreStatus"] == "ACTIVE" and len(out["datastoreId"]) == 32

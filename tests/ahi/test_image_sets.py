@@ -309,10 +309,9 @@ def test_deleting_the_datastore_deletes_every_stored_byte(client: Any, server: S
     folder = server.new_folder()
     make_series(folder, 2)
     image_set = manifest_entry(import_folder(client, server, datastore, folder))["imageSetId"]
-    stored = server.data_dir / "blobs" / "ds" / datastore
-    assert any(p.is_file() for p in stored.rglob("*"))
+    assert server.stored_keys(f"ds/{datastore}/")
     assert client.delete_image_set(datastoreId=datastore, imageSetId=image_set)["imageSetState"] == "DELETED"
     assert client.delete_datastore(datastoreId=datastore)["datastoreStatus"] == "DELETED"
-    assert not any(p.is_file() for p in stored.rglob("*"))
+    assert server.stored_keys(f"ds/{datastore}/") == []
     assert datastore in [d["datastoreId"] for d in client.list_datastores(datastoreStatus="DELETED")[
         "datastoreSummaries"]]

@@ -13,7 +13,7 @@ import collections
 import logging
 import threading
 import time
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import sqlalchemy as sa
 
@@ -39,6 +39,11 @@ class AuditLog:
         self._thread: threading.Thread | None = None
         self.dropped = 0
         self.written = 0
+        self.observers: list[Callable[[list[Event]], None]] = []  # told of each batch written (metrics)
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
 
     # -- the hot path -------------------------------------------------------------------------------
 
@@ -108,6 +113,11 @@ class AuditLog:
                 except BaseException:
                     self._queue.extendleft(reversed(batch))  # nothing written: keep order, retry later
                     raise
+                for observe in self.observers:
+                    try:
+                        observe(batch)
+                    except Exception:  # a broken observer must not stop the audit trail
+                        log.exception("an audit observer failed")
             finally:
                 with self._idle:
                     self._writing -= 1

@@ -112,12 +112,17 @@ def _viewer_link(settings: Settings, base: str) -> str:
     """The viewer's address, signed in as the administrator for 12 hours (the token rides in the
     fragment, which browsers never send)."""
     from tessel.auth.tokens import TokenSigner
+    from tessel.catalog import Catalog
     from tessel.viewer import BUILD_HINT, is_built
 
     if not is_built():
         return f"not built: {BUILD_HINT}"
     assert settings.access_key_id is not None
-    token = TokenSigner(settings.data_dir).create(settings.access_key_id, 12 * 3600)
+    catalog = Catalog.open(settings.resolved_catalog_url)  # the signing key is kept there
+    try:
+        token = TokenSigner(catalog, settings.data_dir).create(settings.access_key_id, 12 * 3600)
+    finally:
+        catalog.close()
     return f"{base}/viewer/#token={token}"
 
 

@@ -229,6 +229,12 @@ class DimseServer:
         session.datastore_id, session.datastore_resolved = found, True
         return found
 
+    @property
+    def associations(self) -> int:
+        """Associations open now (accepted, not yet released or aborted)."""
+        with self._lock:
+            return len(self._sessions)
+
     def _allowed(self, session: Session | None, action: Action) -> bool:
         return session is not None and session.grant.allows(action)
 

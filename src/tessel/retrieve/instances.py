@@ -335,6 +335,10 @@ class _TranscodedFrames:
                 _, old = self._items.popitem(last=False)
                 self._bytes -= len(old)
 
+    @property
+    def size(self) -> int:
+        return self._bytes
+
     def resize(self, max_bytes: int) -> None:
         with self._lock:
             self.max_bytes = max_bytes
