@@ -142,7 +142,3 @@ class LatestDocuments:
             self._entries.move_to_end(image_set_id)
             while len(self._entries) > self.capacity:
                 self._entries.popitem(last=False)
-
-    def forget(self, image_set_id: str) -> None:
-        with self._lock:
-            self._entries.pop(image_set_id, None)

@@ -15,7 +15,6 @@ fail the others'.
 
 from __future__ import annotations
 
-import logging
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -26,8 +25,6 @@ from tessel.blobs import BlobStore
 from tessel.ingest.assemble import Placement, assemble
 from tessel.ingest.staging import StagingOptions
 from tessel.stores import Stores, encrypted_blobs
-
-log = logging.getLogger("tessel.ingest")
 
 MAX_GROUP = 2000  # staged instances per group commit
 
