@@ -51,6 +51,8 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 "tcp://host:port of a Dask scheduler for import jobs (default: a local process pool)"),
     SettingSpec("master_key_file", "TESSEL_MASTER_KEY_FILE", None, None,
                 "file holding the master key that wraps each datastore's data keys (default: master.key in the data dir, generated on first use)"),
+    SettingSpec("master_key", "TESSEL_MASTER_KEY", None, None,
+                "the master keys themselves, instead of a file: [NAME:]BASE64[,OLDER_BASE64...] entries separated by ';' (docs/security.md)"),
     SettingSpec("encryption_at_rest", "TESSEL_ENCRYPTION_AT_REST", None, "on",
                 "on: blobs of new datastores are encrypted (AES-256-GCM); off: stored as they are"),
     SettingSpec("cors_origins", "TESSEL_CORS_ORIGINS", None, "*",
@@ -92,7 +94,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 "ThrottlingException; default: no limit)"),
 )
 
-_SECRETS = {"s3_secret_access_key", "secret_access_key"}
+_SECRETS = {"s3_secret_access_key", "secret_access_key", "master_key"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +109,7 @@ class Settings:
     secret_access_key: Secret | None = None
     dask_scheduler: str | None = None
     master_key_file: Path | None = None
+    master_key: Secret | None = None
     encryption_at_rest: bool = True
     cors_origins: tuple[str, ...] = ("*",)
     import_roots: tuple[Path, ...] = field(default_factory=tuple)

@@ -9,6 +9,7 @@ from tessel.blobs.encrypted import EncryptedBlobStore
 from tessel.catalog import Catalog
 from tessel.config import Settings
 from tessel.crypto import DataKeys, Keyring, datastore_key_name, key_name_from_arn
+from tessel.errors import InvalidInput
 
 
 @dataclass(slots=True)
@@ -22,6 +23,15 @@ class Stores:
         self.catalog.close()
 
 
+def keyring(settings: Settings) -> Keyring:
+    """The master keys: TESSEL_MASTER_KEY, or else the keyring file (generated on first use)."""
+    if settings.master_key:
+        if settings.master_key_file is not None:
+            raise InvalidInput("set TESSEL_MASTER_KEY or TESSEL_MASTER_KEY_FILE, not both")
+        return Keyring.from_environment(settings.master_key)
+    return Keyring.open(settings.resolved_master_key_file)
+
+
 def data_keys(settings: Settings, catalog: Catalog) -> DataKeys:
     """The data keys on `catalog`, wrapped by the keyring file (generated on first use)."""
     prefix = datastore_key_name("")
@@ -32,7 +42,7 @@ def data_keys(settings: Settings, catalog: Catalog) -> DataKeys:
         ds = catalog.get_datastore(name[len(prefix):])
         return key_name_from_arn(ds.kms_key_arn) if ds is not None and ds.kms_key_arn else None
 
-    return DataKeys(catalog, Keyring.open(settings.resolved_master_key_file),
+    return DataKeys(catalog, keyring(settings),
                     encrypt_new=settings.encryption_at_rest, master_for=master_for)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tessel.config import Secret, Settings
 from tessel.crypto import DataKeys, Keyring, key_name_from_arn
 from tessel.errors import Corrupted, InvalidInput, Unavailable
 from tessel.lifecycle.datastores import create_datastore
@@ -103,3 +104,62 @@ def test_deleting_a_datastore_destroys_its_data_key(stores: Stores) -> None:
             fresh.blobs.get(key)
     finally:
         fresh.close()
+
+
+def _material() -> str:
+    import base64
+    import secrets
+
+    return base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def test_master_keys_from_the_environment_are_parsed_and_never_written(tmp_path: Path) -> None:
+    first, second, archive = _material(), _material(), _material()
+    ring = Keyring.from_environment(f" {first},{second} ; archive:{archive}")
+    assert ring.default == "tessel-default" and ring.names() == ["archive", "tessel-default"]
+    current, versions = ring.versions("tessel-default")
+    assert len(versions) == 2 and current == ring.describe()[1]["current"]
+    version, wrapped = ring.wrap("archive", b"d" * 32, b"aad")
+    assert Keyring.from_environment(f"x:{_material()};archive:{archive}").unwrap(
+        "archive", version, wrapped, b"aad") == b"d" * 32
+    with pytest.raises(InvalidInput, match="change that variable"):
+        ring.create_key("more")
+    with pytest.raises(InvalidInput, match="change that variable"):
+        ring.add_version("archive")
+    named = Keyring.from_environment(f"radiology:{first}")
+    assert named.default == "radiology"
+    for bad, why in (("", "empty"), ("c2hvcnQ=", "32 bytes"), (f"{first};{second}", "needs a name"),
+                     (f"a:{first};a:{second}", "given twice"), ("not base64!", "is not")):
+        with pytest.raises(InvalidInput, match=why) as caught:
+            Keyring.from_environment(bad)
+        assert first not in str(caught.value) and second not in str(caught.value)  # never echoes a key
+
+
+def test_a_server_keyring_from_the_environment_rotates_by_changing_the_variable(settings: Settings) -> None:
+    old, new = _material(), _material()
+    with pytest.raises(InvalidInput, match="not both"):
+        open_stores(settings.with_(master_key=Secret(old), master_key_file=settings.data_dir / "k"))
+    first = open_stores(settings.with_(master_key=Secret(old)))
+    try:
+        ds = create_datastore(first, "env-keyed")
+        key = f"ds/{ds.id}/bulk/00/00/0002"
+        first.blobs.put(key, b"protected health information")
+        assert first.blobs.inner.get(key) != b"protected health information"  # type: ignore[attr-defined]
+    finally:
+        first.close()
+    assert not (settings.data_dir / "master.key").exists()  # nothing generated beside the data
+    # step 1: the new material first, the old after it; re-wrap (what `tessel master-key rotate` does)
+    both = open_stores(settings.with_(master_key=Secret(f"{new},{old}")))
+    try:
+        assert both.blobs.get(key) == b"protected health information"
+        assert both.crypto is not None and both.crypto.rewrap("tessel-default") >= 1
+    finally:
+        both.close()
+    # step 2: the old material dropped: everything still reads; the old material alone no longer starts
+    after = open_stores(settings.with_(master_key=Secret(new)))
+    try:
+        assert after.blobs.get(key) == b"protected health information"
+    finally:
+        after.close()
+    with pytest.raises(Unavailable, match="lacks tessel-default version"):
+        open_stores(settings.with_(master_key=Secret(old)))

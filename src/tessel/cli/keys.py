@@ -122,7 +122,7 @@ def cmd_master_key(args: argparse.Namespace, settings: Settings) -> int:
         ring = keys.keyring
         if args.master_command == "list":
             usage = keys.usage()
-            print(f"master key file: {ring.path}")
+            print(f"master keys from: {ring.path}")
             for entry in ring.describe():
                 wraps = sum(n for (name, _), n in usage.items() if name == entry["name"])
                 default = " (default)" if entry["default"] else ""
@@ -137,6 +137,13 @@ def cmd_master_key(args: argparse.Namespace, settings: Settings) -> int:
                   f"kmsKeyArn=arn:aws:kms:{settings.region}:{settings.account_id}:key/{args.name}")
             return 0
         name = args.name or ring.default
+        if ring.fixed:  # TESSEL_MASTER_KEY: the operator already put the new material first
+            count = keys.rewrap(name)
+            _audit(stores, "master-key.rotate", f"master key {name}: {count} data key(s) re-wrapped to the "
+                   f"current material of {ring.path}")
+            print(f"master key {name}: re-wrapped {count} data key(s) to its current material; now remove the "
+                  f"older material from {ring.path} (every server); no blob was rewritten")
+            return 0
         # 1. new material becomes current (old kept), 2. re-wrap, 3. drop the old material.
         version = ring.add_version(name)
         count = keys.rewrap(name)

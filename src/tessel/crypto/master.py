@@ -12,6 +12,11 @@ of the SHA-256 of its material, so a wrapped data key records exactly which mate
 wrapped it. Rotation adds a version, re-wraps the data keys and drops the old version;
 nothing else is rewritten. The keyring is re-read when the file changes, so a server sees
 a rotation made by `tessel master-key rotate` in another process.
+
+Where secrets arrive as environment variables (Kubernetes, ECS, systemd credentials), the
+keyring can instead come from TESSEL_MASTER_KEY (see `from_environment`); it is then
+read-only: rotation means changing the variable (new material first, the old after it),
+`tessel master-key rotate` to re-wrap, and dropping the old material from the variable.
 """
 
 from __future__ import annotations
@@ -87,11 +92,17 @@ def _parse(text: str, where: Path) -> tuple[str, dict[str, _Key]]:
     return default, keys
 
 
+ENVIRONMENT = "TESSEL_MASTER_KEY"
+# One entry of TESSEL_MASTER_KEY (':' is not a base64 character, so a name is unambiguous).
+_ENTRY = re.compile(r"(?:(?P<name>[^:]*):)?(?P<materials>[A-Za-z0-9+/=,\s]+)")
+
+
 class Keyring:
     """The master keys of one keyring file; thread-safe; re-read when the file changes."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.fixed = False  # from the environment: nothing to re-read, nothing may be written
         self._lock = threading.Lock()
         self._stamp: tuple[float, int, int] | None = None
         self.default = DEFAULT_NAME
@@ -110,10 +121,50 @@ class Keyring:
         ring.refresh()
         return ring
 
+    @classmethod
+    def from_environment(cls, value: str) -> "Keyring":
+        """The keyring TESSEL_MASTER_KEY describes: entries separated by ';', each
+        `[NAME:]MATERIAL[,OLDER_MATERIAL...]` with base64 32-byte material (`openssl rand
+        -base64 32`); the first material of an entry is its current version, later ones only
+        unwrap data keys not yet re-wrapped; the first entry is the default key (named
+        tessel-default unless it says otherwise)."""
+        ring = cls(Path(ENVIRONMENT))
+        ring.fixed = True
+        entries = [e.strip() for e in value.split(";") if e.strip()]
+        if not entries:
+            raise InvalidInput(f"{ENVIRONMENT} is empty")
+        for index, entry in enumerate(entries):
+            m = _ENTRY.fullmatch(entry)
+            if m is None:
+                raise InvalidInput(f"{ENVIRONMENT}: entry {index + 1} is not [NAME:]MATERIAL[,OLDER_MATERIAL...]")
+            name, materials = m.group("name") or "", m.group("materials")
+            name = name.strip() or (DEFAULT_NAME if index == 0 else "")
+            if not _NAME.fullmatch(name):
+                raise InvalidInput(f"{ENVIRONMENT}: entry {index + 1} needs a name (NAME:MATERIAL): "
+                                   "letters, digits, '.', '_' and '-'")
+            if name in ring._keys:
+                raise InvalidInput(f"{ENVIRONMENT}: master key {name} is given twice")
+            versions: dict[str, bytes] = {}
+            for text in materials.split(","):
+                try:
+                    material = base64.b64decode(text.strip(), validate=True)
+                except ValueError:
+                    material = b""
+                if len(material) != 32:
+                    raise InvalidInput(f"{ENVIRONMENT}: master key {name}: each material must be 32 bytes "
+                                       "in base64 (openssl rand -base64 32)")
+                versions.setdefault(version_of(material), material)
+            ring._keys[name] = _Key(next(iter(versions)), versions)
+            if index == 0:
+                ring.default = name
+        return ring
+
     # -- reading ------------------------------------------------------------------------------
 
     def refresh(self) -> None:
         """Re-read the file if it changed since the last read (a stat when it did not)."""
+        if self.fixed:
+            return
         try:
             st = os.stat(self.path)
         except OSError as exc:
@@ -177,7 +228,13 @@ class Keyring:
 
     # -- changing (the CLI) -------------------------------------------------------------------
 
+    def _writable(self) -> None:
+        if self.fixed:
+            raise InvalidInput(f"the master keys come from {ENVIRONMENT}: change that variable instead "
+                               "(docs/security.md, Encryption at rest)")
+
     def create_key(self, name: str) -> str:
+        self._writable()
         if not _NAME.fullmatch(name):
             raise InvalidInput(f"master key name {name!r}: use letters, digits, '.', '_' and '-' (up to 128)")
         self.refresh()
@@ -191,6 +248,7 @@ class Keyring:
 
     def add_version(self, name: str) -> str:
         """Make new material the current version of `name` (old versions stay until dropped)."""
+        self._writable()
         self.refresh()
         material = secrets.token_bytes(32)
         with self._lock:
@@ -201,6 +259,7 @@ class Keyring:
         return version_of(material)
 
     def drop_old_versions(self, name: str) -> list[str]:
+        self._writable()
         self.refresh()
         with self._lock:
             key = self._get(name)
@@ -211,6 +270,7 @@ class Keyring:
         return dropped
 
     def _write(self, *, exclusive: bool = False) -> None:
+        self._writable()
         with self._lock:
             body = {"format": FORMAT, "default": self.default,
                     "keys": {name: {"current": k.current,

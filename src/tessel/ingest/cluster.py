@@ -55,6 +55,7 @@ class WorkerConfig:
     s3_secret_access_key: Secret | None
     master_key_file: str  # wraps the data keys; workers on other hosts need it at the same path
     encryption_at_rest: bool
+    master_key: Secret | None = None  # or the keys themselves (TESSEL_MASTER_KEY)
 
     @classmethod
     def of(cls, settings: Settings) -> "WorkerConfig":
@@ -64,12 +65,13 @@ class WorkerConfig:
                    s3_endpoint_url=settings.s3_endpoint_url, s3_access_key_id=settings.s3_access_key_id,
                    s3_secret_access_key=settings.s3_secret_access_key,
                    master_key_file=str(settings.resolved_master_key_file.resolve()),
-                   encryption_at_rest=settings.encryption_at_rest)
+                   encryption_at_rest=settings.encryption_at_rest, master_key=settings.master_key)
 
     def settings(self) -> Settings:
         return Settings(catalog_url=self.catalog_url, blob_url=self.blob_url, s3_endpoint_url=self.s3_endpoint_url,
                         s3_access_key_id=self.s3_access_key_id, s3_secret_access_key=self.s3_secret_access_key,
-                        master_key_file=Path(self.master_key_file), encryption_at_rest=self.encryption_at_rest)
+                        master_key_file=None if self.master_key else Path(self.master_key_file),
+                        master_key=self.master_key, encryption_at_rest=self.encryption_at_rest)
 
 
 # -- the worker side ------------------------------------------------------------------------------
