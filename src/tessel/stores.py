@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from tessel.blobs import BlobStore, open_blob_store
 from tessel.blobs.encrypted import EncryptedBlobStore
@@ -18,8 +19,11 @@ class Stores:
     catalog: Catalog
     blobs: BlobStore
     crypto: DataKeys | None = None
+    writer: Any = None  # the ingest.writer.Writer of this process, made on first use
 
     def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
         self.catalog.close()
 
 

@@ -15,7 +15,7 @@ from pynetdicom.sop_class import CTImageStorage, MRImageStorage, _STORAGE_CLASSE
 
 from tessel.codecs.syntaxes import HTJ2K_LOSSLESS_RPCL
 from tessel.demo.synthetic import write_mr_series, write_us_clip
-from tessel.dimse.spool import FOLDER, Kind, Spool
+from tessel.ingest.spool import FOLDER, Kind, Spool
 from tessel.lifecycle.datastores import create_datastore
 from tests.dimse.archive import frames_by_instance, image_sets, import_folder, instances, unreferenced_frames
 from tests.dimse.compare import VARIANTS, Compared, assert_same_as_imported, stored_in_variants

@@ -55,6 +55,27 @@ def _job(row: Any) -> ImportJob:
     return ImportJob(**values)
 
 
+# Statements every ingest commit runs, built once (building and keying them cost more than
+# running them on SQLite).
+_IMAGE_SET = sa.select(image_sets).where(image_sets.c.id == sa.bindparam("b_id"),
+                                         image_sets.c.datastore_id == sa.bindparam("b_datastore_id"))
+_ADVANCE = image_sets.update().where(image_sets.c.id == sa.bindparam("b_id"),
+                                     image_sets.c.latest_version == sa.bindparam("b_expected"))
+_INSERT_VERSION = sa.insert(image_set_versions)
+_DIGESTS = sa.select(instances.c.sop_instance_uid, instances.c.digest).where(
+    instances.c.image_set_id == sa.bindparam("b_id"))
+_SOME_DIGESTS = _DIGESTS.where(instances.c.sop_instance_uid.in_(sa.bindparam("b_sops", expanding=True)))
+_DELETE_INSTANCES = sa.delete(instances).where(
+    instances.c.image_set_id == sa.bindparam("b_id"),
+    instances.c.sop_instance_uid.in_(sa.bindparam("b_sops", expanding=True)))
+_DELETE_FRAMES = sa.delete(frames).where(
+    frames.c.image_set_id == sa.bindparam("b_id"),
+    frames.c.sop_instance_uid.in_(sa.bindparam("b_sops", expanding=True)))
+_INSERT_INSTANCES = sa.insert(instances)
+_INSERT_FRAMES = sa.insert(frames)
+_FIND_IMAGE_SETS: dict[tuple[str, ...], Any] = {}
+
+
 class Catalog:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -150,16 +171,20 @@ class Catalog:
                       conn: Connection | None = None) -> ImageSet | None:
         with contextlib.ExitStack() as stack:
             c = conn or stack.enter_context(self.read())
-            row = c.execute(sa.select(image_sets).where(image_sets.c.id == image_set_id,
-                                                        image_sets.c.datastore_id == datastore_id)).first()
+            row = c.execute(_IMAGE_SET, {"b_id": image_set_id, "b_datastore_id": datastore_id}).first()
             return _image_set(row) if row else None
 
     def find_image_sets(self, conn: Connection, datastore_id: str, **equal: Any) -> list[ImageSet]:
-        query = sa.select(image_sets).where(image_sets.c.datastore_id == datastore_id,
-                                            image_sets.c.state != ImageSetState.DELETED.value)
-        for name, value in equal.items():
-            query = query.where(image_sets.c[name] == value)
-        return [_image_set(r) for r in conn.execute(query.order_by(image_sets.c.created_at))]
+        names = tuple(sorted(equal))
+        query = _FIND_IMAGE_SETS.get(names)
+        if query is None:  # one statement per set of columns, built once (ingest runs these per commit)
+            query = sa.select(image_sets).where(image_sets.c.datastore_id == sa.bindparam("b_datastore_id"),
+                                                image_sets.c.state != ImageSetState.DELETED.value)
+            for name in names:
+                query = query.where(image_sets.c[name] == sa.bindparam(f"b_{name}"))
+            query = _FIND_IMAGE_SETS.setdefault(names, query.order_by(image_sets.c.created_at))
+        params = {"b_datastore_id": datastore_id, **{f"b_{k}": v for k, v in equal.items()}}
+        return [_image_set(r) for r in conn.execute(query, params)]
 
     def insert_image_set(self, conn: Connection, values: dict[str, Any]) -> None:
         conn.execute(sa.insert(image_sets).values(**values))
@@ -167,16 +192,15 @@ class Catalog:
     def advance_image_set(self, conn: Connection, image_set_id: str, expected_version: int,
                           values: dict[str, Any]) -> bool:
         """Move an image set to expected_version + 1 if nobody else did; False if they did."""
-        result = conn.execute(sa.update(image_sets).where(
-            image_sets.c.id == image_set_id, image_sets.c.latest_version == expected_version,
-        ).values(latest_version=expected_version + 1, **values))
+        result = conn.execute(_ADVANCE, {"b_id": image_set_id, "b_expected": expected_version,
+                                         "latest_version": expected_version + 1, **values})
         return bool(result.rowcount == 1)
 
     def update_image_set(self, conn: Connection, image_set_id: str, values: dict[str, Any]) -> None:
         conn.execute(sa.update(image_sets).where(image_sets.c.id == image_set_id).values(**values))
 
     def insert_version(self, conn: Connection, version: ImageSetVersion) -> None:
-        conn.execute(sa.insert(image_set_versions).values(
+        conn.execute(_INSERT_VERSION, dict(
             image_set_id=version.image_set_id, version_id=version.version_id,
             metadata_key=version.metadata_key, state=version.state.value,
             workflow_status=version.workflow_status.value, message=version.message,
@@ -203,25 +227,29 @@ class Catalog:
 
     # -- instances and frames -----------------------------------------------------------------
 
-    def instance_digests(self, conn: Connection, image_set_id: str) -> dict[str, str]:
-        rows = conn.execute(sa.select(instances.c.sop_instance_uid, instances.c.digest)
-                            .where(instances.c.image_set_id == image_set_id))
-        return {r.sop_instance_uid: r.digest for r in rows}
+    def instance_digests(self, conn: Connection, image_set_id: str,
+                         sops: Sequence[str] | None = None) -> dict[str, str]:
+        """SOP Instance UID -> digest of the image set's instances (only `sops`, if given)."""
+        if sops is None:
+            return {r.sop_instance_uid: r.digest for r in conn.execute(_DIGESTS, {"b_id": image_set_id})}
+        found: dict[str, str] = {}
+        for chunk in _chunks(list(dict.fromkeys(sops)), 500):
+            found.update((r.sop_instance_uid, r.digest)
+                         for r in conn.execute(_SOME_DIGESTS, {"b_id": image_set_id, "b_sops": list(chunk)}))
+        return found
 
     def replace_instances(self, conn: Connection, image_set_id: str, rows: Sequence[dict[str, Any]],
                           frame_rows: Sequence[dict[str, Any]]) -> None:
         """Insert (or replace) instances and their frames inside one image set."""
         sops = [r["sop_instance_uid"] for r in rows]
         for chunk in _chunks(sops, 500):
-            conn.execute(sa.delete(instances).where(instances.c.image_set_id == image_set_id,
-                                                    instances.c.sop_instance_uid.in_(chunk)))
-            conn.execute(sa.delete(frames).where(frames.c.image_set_id == image_set_id,
-                                                 frames.c.sop_instance_uid.in_(chunk)))
+            conn.execute(_DELETE_INSTANCES, {"b_id": image_set_id, "b_sops": list(chunk)})
+            conn.execute(_DELETE_FRAMES, {"b_id": image_set_id, "b_sops": list(chunk)})
         if rows:
-            conn.execute(sa.insert(instances), list(rows))
+            conn.execute(_INSERT_INSTANCES, list(rows))
         if frame_rows:
             # Identical frames of a replaced instance keep their id; duplicates within the list cannot occur.
-            conn.execute(sa.insert(frames), list(frame_rows))
+            conn.execute(_INSERT_FRAMES, list(frame_rows))
 
     def remove_instances(self, conn: Connection, image_set_id: str, sops: Iterable[str]) -> None:
         for chunk in _chunks(list(sops), 500):

@@ -5,8 +5,8 @@ temporary file past SPOOL_IN_MEMORY bytes) and, once complete, is staged on the
 staging pool (frames and bulk data written, nothing visible yet) while the next
 part is still being received; at most MAX_IN_FLIGHT parts wait, so a fast
 client is slowed down rather than filling memory. When the body has ended, every
-staged instance is committed together (`ingest.commit_staged`: one new version per
-touched image set) and the PS3.18 Store Instances Response is rendered:
+staged instance is committed together through the server's ingest writer (group commit:
+durable and readable when the response is sent; ingest/writer.py) and the PS3.18 Store Instances Response is rendered:
 ReferencedSOPSequence (RetrieveURL, WarningReason), FailedSOPSequence
 (FailureReason, with the reason in words as Error Comment) and the study's
 RetrieveURL. Status (PS3.18 Table 10.5.3-1): 200 all stored, 202 stored with
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import functools
 import io
 import logging
 import os
@@ -34,7 +35,8 @@ from tessel.dicomweb import json as dicom_json
 from tessel.dicomweb.errors import UnsupportedMediaType
 from tessel.dicomweb.multipart import PartData, PartEnd, PartStart, StreamParser, parse_media_type
 from tessel.errors import InvalidInput, QuotaExceeded
-from tessel.ingest import Staged, StoreResult, commit_staged, stage_upload, staging_options
+from tessel.ingest import Staged, StoreResult, commit_staged, staging_options
+from tessel.ingest.writer import writer_of
 from tessel.stores import Stores
 
 log = logging.getLogger("tessel.dicomweb")
@@ -136,7 +138,7 @@ def _stage_part(stores: Stores, options: Any, part: _Part) -> tuple[Staged, Outc
                                          message=f"a {part.media_type} part is not a DICOM instance")
         source = part.source()
         try:
-            staged = stage_upload(source, stores, options)
+            staged = writer_of(stores).stage(source, options)
         except Exception as exc:  # one part's unexpected failure (disk full, blob store down) is its own
             log.error("STOW-RS: staging a part failed", exc_info=exc)
             return Staged(None), Outcome(*_uids(source), failure=PROCESSING_FAILURE,
@@ -257,7 +259,8 @@ class Upload:
             commit.append((outcome, staged))
         if commit:
             stored = await asyncio.get_running_loop().run_in_executor(
-                None, commit_staged, self.stores, self.datastore_id, [s for _, s in commit])
+                None, functools.partial(commit_staged, self.stores, self.datastore_id, [s for _, s in commit],
+                                        writer=writer_of(self.stores)))
             for (outcome, _), result in zip(commit, stored):
                 _record(outcome, result)
         return response(outcomes, base_url)

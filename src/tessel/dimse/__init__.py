@@ -5,8 +5,9 @@
     ...
     server.stop()
 
-`peers` is the AE registry (`tessel ae ...`), `access` the calling-AE policy, `storing`
-the batched C-STORE write path, `status` the one TesselError -> DIMSE status table.
+`peers` is the AE registry (`tessel ae ...`), `access` the calling-AE policy, `status` the
+one TesselError -> DIMSE status table. C-STOREs go to ingest.received.StoreQueue (spooled,
+answered, then staged and committed through the server's ingest writer, as STOW-RS is).
 """
 
 from tessel.dimse.server import DimseServer, start_server

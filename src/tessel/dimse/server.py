@@ -45,9 +45,9 @@ from tessel.dimse.status import (CANCEL, NOT_AUTHORIZED, PENDING, SOP_CLASS_MISM
                                  IdentifierMismatch,
                                  MoveDestinationUnknown, Service, failure, guard, guarded, status,
                                  store_warning)
-from tessel.dimse.spool import FOLDER as SPOOL_FOLDER
-from tessel.dimse.spool import Segment, Spool
-from tessel.dimse.storing import StoreQueue, staging_options
+from tessel.ingest.received import StoreQueue, staging_options
+from tessel.ingest.spool import FOLDER as SPOOL_FOLDER
+from tessel.ingest.spool import Segment, Spool
 from tessel.ingest.staging import StagingOptions
 from tessel.errors import Conflict, InvalidInput, NotFound, Unavailable
 from tessel.lifecycle.datastores import find_or_create

@@ -1,7 +1,10 @@
 """The only write path: Part 10 bytes in, image-set versions out.
 
-Every front end ends here: import jobs (`jobs`), and `store_instances` for
-uploads that arrive one request or association at a time (STOW-RS, C-STORE).
+Every front end ends here: import jobs (`jobs`); a running server's uploads
+(STOW-RS, C-STORE) through its one `writer` (group commit, one blob sync per commit,
+incrementally built documents: `latest`), C-STOREs after the write-ahead `spool` of
+`received` (answered once spooled, staged and committed in the background); and
+`store_instances` for callers without a server.
 A front end that receives instances one by one (STOW-RS streams its parts)
 stages each as it arrives with `stage_upload` and commits them all together
 with `commit_staged`, so one request makes one version per image set.
@@ -13,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from tessel.blobs import BlobStore
 from tessel.errors import InvalidInput
 from tessel.ingest.assemble import Placement, assemble
 from tessel.ingest.staging import StagingOptions, stage_bytes, stage_file
@@ -43,15 +47,21 @@ class Staged:
 
 def staging_options(stores: Stores, datastore_id: str) -> StagingOptions:
     ds = get_datastore(stores, datastore_id)
-    return StagingOptions(datastore_id=ds.id, lossless_format=lossless_syntax(ds.lossless_storage_format))
+    # An upload is staged on a thread of the server: its frames on every core (a whole-slide
+    # instance has tens of thousands).
+    return StagingOptions(datastore_id=ds.id, lossless_format=lossless_syntax(ds.lossless_storage_format),
+                          frame_threads=stores.settings.resolved_workers)
 
 
-def stage_upload(source: bytes | Path, stores: Stores, options: StagingOptions) -> Staged:
-    """Stage one uploaded instance (bytes, or a file for large ones): a bad one says why."""
+def stage_upload(source: bytes | Path, stores: Stores, options: StagingOptions, *,
+                 blobs: BlobStore | None = None) -> Staged:
+    """Stage one uploaded instance (bytes, or a file for large ones): a bad one says why.
+    `blobs`: where frames go (the writer's store, which syncs per group), else stores.blobs."""
+    target = blobs if blobs is not None else stores.blobs
     try:
         if isinstance(source, Path):
-            return Staged(stage_file(source, stores.blobs, options))
-        return Staged(stage_bytes(source, stores.blobs, options))
+            return Staged(stage_file(source, target, options))
+        return Staged(stage_bytes(source, target, options))
     except InvalidInput as exc:
         reason = exc.fields.get("reason")
         return Staged(None, exc.message, str(reason) if reason else None)
@@ -59,10 +69,17 @@ def stage_upload(source: bytes | Path, stores: Stores, options: StagingOptions) 
         return Staged(None, "data set nesting is too deep to parse", "nesting")
 
 
-def commit_staged(stores: Stores, datastore_id: str, staged: Sequence[Staged]) -> list[StoreResult]:
-    """Commit the staged uploads together: one new version per touched image set."""
+def commit_staged(stores: Stores, datastore_id: str, staged: Sequence[Staged], *,
+                  writer: Any = None) -> list[StoreResult]:
+    """Commit the staged uploads together: at most one new version per touched image set
+    (through `writer`, an ingest.writer.Writer, when given: group commit with other callers)."""
     good = [s.record for s in staged if s.record is not None]
-    placements = iter(assemble(stores.catalog, stores.blobs, datastore_id, good) if good else ())
+    if not good:
+        placements: Any = iter(())
+    elif writer is not None:
+        placements = iter(writer.commit(datastore_id, good))
+    else:
+        placements = iter(assemble(stores.catalog, stores.blobs, datastore_id, good))
     results = []
     for item in staged:
         record = item.record

@@ -20,7 +20,11 @@ from tessel import documents
 from tessel.blobs import BlobStore, keys
 from tessel.catalog import Catalog, query
 from tessel.catalog.models import ImageSet, ImageSetState, ImageSetVersion, ImageSetWorkflowStatus
+from tessel.ingest.latest import Latest, LatestDocuments, levels_before
 from tessel.ingest.staging import SERIES_KEYS, STUDY_KEYS
+
+# The documents this process committed last (the writer's next commit usually extends one).
+LATEST = LatestDocuments()
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +48,10 @@ def group_key(staged: dict[str, Any]) -> str:
 
 
 def assemble(catalog: Catalog, blobs: BlobStore, datastore_id: str,
-             staged: Sequence[dict[str, Any]]) -> list[Placement]:
-    """Commit `staged` instances; returns one Placement per input, in order."""
+             staged: Sequence[dict[str, Any]], *, sync: bool = False) -> list[Placement]:
+    """Commit `staged` instances; returns one Placement per input, in order. `sync`: `blobs`
+    writes without syncing each blob; sync it once before each catalog commit (the frames
+    staged into it and the new documents become durable together)."""
     by_series: dict[tuple[str, str], list[int]] = defaultdict(list)
     for index, item in enumerate(staged):
         by_series[(item["study_instance_uid"], item["series_instance_uid"])].append(index)
@@ -54,7 +60,7 @@ def assemble(catalog: Catalog, blobs: BlobStore, datastore_id: str,
         for _attempt in range(5):
             try:
                 result = _assemble_series(catalog, blobs, datastore_id, study_uid, series_uid,
-                                          [staged[i] for i in indexes])
+                                          [staged[i] for i in indexes], sync)
                 break
             except _Raced:
                 continue  # another writer advanced one of our image sets: recompute on the new state
@@ -70,50 +76,64 @@ class _Raced(Exception):
 
 
 def _assemble_series(catalog: Catalog, blobs: BlobStore, datastore_id: str, study_uid: str,
-                     series_uid: str, items: list[dict[str, Any]]) -> list[Placement]:
+                     series_uid: str, items: list[dict[str, Any]], sync: bool) -> list[Placement]:
     now = time.time()
+    kept: list[tuple[str, Latest]] = []  # documents to keep for the next commit, once this one is done
     with catalog.write() as conn:
-        study_primaries = catalog.find_image_sets(conn, datastore_id, study_instance_uid=study_uid,
-                                                  is_primary=True)
-        primary = next((s for s in study_primaries if s.series_instance_uid == series_uid), None)
-        reference = _keys_of(catalog, blobs, primary, conn) if primary else None
-        study_reference = (_keys_of(catalog, blobs, study_primaries[0], conn)[0]
-                           if study_primaries and not primary else None)
+        placements = _place_series(catalog, blobs, conn, datastore_id, study_uid, series_uid, items, now, kept)
+        if sync:
+            blobs.sync()  # before COMMIT: the catalog never names a blob that is not on disk
+    for image_set_id, latest in kept:
+        LATEST.put(image_set_id, latest)
+    return placements
 
-        # Decide the target of each item: "primary" or a non-primary group key.
-        targets: dict[str, list[int]] = defaultdict(list)
-        for i, item in enumerate(items):
-            study_keys, series_keys = item["study_keys"], item["series_keys"]
-            if reference is None:
-                if study_reference is not None and study_keys != study_reference:
-                    targets[group_key(item)].append(i)
-                    continue
-                reference = (study_keys, series_keys)  # the first consistent item founds the primary set
-            if (study_keys, series_keys) == reference:
-                targets["primary"].append(i)
-            else:
+
+def _place_series(catalog: Catalog, blobs: BlobStore, conn: Any, datastore_id: str, study_uid: str,
+                  series_uid: str, items: list[dict[str, Any]], now: float,
+                  kept: list[tuple[str, Latest]]) -> list[Placement]:
+    study_primaries = catalog.find_image_sets(conn, datastore_id, study_instance_uid=study_uid,
+                                              is_primary=True)
+    primary = next((s for s in study_primaries if s.series_instance_uid == series_uid), None)
+    reference = _keys_of(catalog, blobs, primary, conn) if primary else None
+    study_reference = (_keys_of(catalog, blobs, study_primaries[0], conn)[0]
+                       if study_primaries and not primary else None)
+
+    # Decide the target of each item: "primary" or a non-primary group key.
+    targets: dict[str, list[int]] = defaultdict(list)
+    for i, item in enumerate(items):
+        study_keys, series_keys = item["study_keys"], item["series_keys"]
+        if reference is None:
+            if study_reference is not None and study_keys != study_reference:
                 targets[group_key(item)].append(i)
+                continue
+            reference = (study_keys, series_keys)  # the first consistent item founds the primary set
+        if (study_keys, series_keys) == reference:
+            targets["primary"].append(i)
+        else:
+            targets[group_key(item)].append(i)
 
-        placements: list[Placement | None] = [None] * len(items)
-        for target, indexes in targets.items():
-            members = [items[i] for i in indexes]
-            if target == "primary":
-                image_set, is_primary, gkey = primary, True, group_key(members[0])
-            else:
-                found = catalog.find_image_sets(conn, datastore_id, group_key=target, is_primary=False)
-                image_set, is_primary, gkey = (found[0] if found else None), False, target
-            result = _commit(catalog, blobs, conn, datastore_id, image_set, is_primary, gkey, members, now)
-            for i, placement in zip(indexes, result):
-                placements[i] = placement
-        return [p for p in placements if p is not None]
+    placements: list[Placement | None] = [None] * len(items)
+    for target, indexes in targets.items():
+        members = [items[i] for i in indexes]
+        if target == "primary":
+            image_set, is_primary, gkey = primary, True, group_key(members[0])
+        else:
+            found = catalog.find_image_sets(conn, datastore_id, group_key=target, is_primary=False)
+            image_set, is_primary, gkey = (found[0] if found else None), False, target
+        result = _commit(catalog, blobs, conn, datastore_id, image_set, is_primary, gkey, members, now, kept)
+        for i, placement in zip(indexes, result):
+            placements[i] = placement
+    return [p for p in placements if p is not None]
 
 
 def _keys_of(catalog: Catalog, blobs: BlobStore, image_set: ImageSet,
              conn: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """The consistency keys an existing image set was built with, from its latest document."""
-    version = catalog.get_version(image_set.id, image_set.latest_version, conn)
-    assert version is not None
-    doc = documents.decode(blobs.get(version.metadata_key))
+    doc = LATEST.peek(image_set.id, image_set.latest_version)
+    if doc is None:
+        version = catalog.get_version(image_set.id, image_set.latest_version, conn)
+        assert version is not None
+        doc = documents.decode(blobs.get(version.metadata_key))
     patient, study = doc["Patient"]["DICOM"], doc["Study"]["DICOM"]
     series = doc["Study"]["Series"].get(image_set.series_instance_uid, {"DICOM": {}})["DICOM"]
     return ({k: study.get(k, patient.get(k)) for k in STUDY_KEYS},
@@ -122,28 +142,37 @@ def _keys_of(catalog: Catalog, blobs: BlobStore, image_set: ImageSet,
 
 def _commit(catalog: Catalog, blobs: BlobStore, conn: Any, datastore_id: str,
             image_set: ImageSet | None, is_primary: bool, gkey: str,
-            members: list[dict[str, Any]], now: float) -> list[Placement]:
+            members: list[dict[str, Any]], now: float, kept: list[tuple[str, Latest]]) -> list[Placement]:
     if image_set is None:
-        image_set_id, version, doc, digests = new_id(), 0, None, {}
+        image_set_id, version, digests = new_id(), 0, {}
     else:
         image_set_id, version = image_set.id, image_set.latest_version
-        current = catalog.get_version(image_set_id, version, conn)
-        assert current is not None
-        doc = documents.decode(blobs.get(current.metadata_key))
-        digests = catalog.instance_digests(conn, image_set_id)
+        digests = catalog.instance_digests(conn, image_set_id, [m["sop_instance_uid"] for m in members])
 
     changed = [m for m in members if digests.get(m["sop_instance_uid"]) != m["digest"]]
     if not changed:
         return [Placement(image_set_id, is_primary, version, False) for _ in members]
-    if doc is None:
-        doc = documents.new_document(datastore_id, image_set_id)
+    entry = LATEST.take(image_set_id, version) if image_set is not None else None
+    if entry is None:
+        if image_set is None:
+            doc = documents.new_document(datastore_id, image_set_id)
+        else:
+            current = catalog.get_version(image_set_id, version, conn)
+            assert current is not None
+            doc = documents.decode(blobs.get(current.metadata_key))
+        entry = Latest.of(version, doc)
+    doc = entry.doc
+    before = levels_before(doc)
     # Later duplicates of the same SOP instance within one batch win, as a re-import would.
     latest: dict[str, dict[str, Any]] = {m["sop_instance_uid"]: m for m in changed}
     for member in latest.values():
         documents.put_instance(doc, member)
     new_version = version + 1
     metadata_key = keys.metadata(datastore_id, image_set_id, new_version)
-    blobs.put(metadata_key, documents.encode(doc))
+    blobs.put(metadata_key, entry.encode(
+        [(m["series_instance_uid"], sop, m["instance"]) for sop, m in latest.items()], before))
+    entry.version = new_version
+    kept.append((image_set_id, entry))
 
     instance_rows = [{
         "image_set_id": image_set_id, "sop_instance_uid": m["sop_instance_uid"],
@@ -155,7 +184,8 @@ def _commit(catalog: Catalog, blobs: BlobStore, conn: Any, datastore_id: str,
     frame_rows = [{"image_set_id": image_set_id, "sop_instance_uid": m["sop_instance_uid"], **f}
                   for m in latest.values() for f in m["frames"]]
     catalog.replace_instances(conn, image_set_id, instance_rows, frame_rows)
-    n_series, n_instances = catalog.count_instances(conn, image_set_id)
+    n_series = len(doc["Study"]["Series"])
+    n_instances = sum(len(series["Instances"]) for series in doc["Study"]["Series"].values())
     fields = {**documents.search_fields(doc), "number_of_series": n_series,
               "number_of_instances": n_instances, "updated_at": now}
     workflow = ImageSetWorkflowStatus.CREATED if image_set is None else ImageSetWorkflowStatus.IMPORTED
@@ -175,7 +205,8 @@ def _commit(catalog: Catalog, blobs: BlobStore, conn: Any, datastore_id: str,
         image_set_id=image_set_id, version_id=new_version, metadata_key=metadata_key,  # type: ignore[arg-type]
         state=ImageSetState.ACTIVE, workflow_status=workflow, message=None, forced=False,
         is_primary=is_primary, created_at=now, updated_at=now, deleted_at=None))
-    query.reindex_image_set(catalog, conn, datastore_id, image_set_id, doc)  # QIDO/C-FIND rows, same transaction
+    query.reindex_image_set(catalog, conn, datastore_id, image_set_id, doc,  # QIDO/C-FIND rows, same transaction
+                            changed=set(latest) if image_set is not None else None)
     changed_sops = {m["sop_instance_uid"] for m in changed}
     return [Placement(image_set_id, is_primary, new_version, m["sop_instance_uid"] in changed_sops)
             for m in members]

@@ -1,4 +1,5 @@
-"""The C-STORE write-ahead spool: append-only segment files under `<data dir>/dimse-spool/`.
+"""The write-ahead spool of instances answered before they are committed (C-STORE, through
+received.StoreQueue): append-only segment files under `<data dir>/dimse-spool/`.
 
 A C-STORE is answered Success once its record is here and `fdatasync`ed: one sync per
 instance, nothing else on the response path. Each association appends to its own segment

@@ -1,4 +1,5 @@
-"""C-STORE: check each instance, spool it durably, answer; stage and commit in the background.
+"""Received instances answered before they are committed (C-STORE): check each instance, spool
+it durably, answer; stage and commit in the background, through the server's ingest writer.
 
 A C-STORE SCU waits for each response before it sends the next instance, so whatever runs
 before the response sets the ingest rate. Only what decides the answer runs there:
@@ -15,8 +16,9 @@ Then, off the response path:
    the blob store, as import jobs do) in `workers` processes, which read the instance back
    from the spool (processes, not threads: a busy thread would hold the GIL against the
    association threads and slow every answer);
-4. commit (one committer thread): a datastore's staged instances are assembled into image-set
-   versions together (ingest.assemble) once none of its instances is still being staged and
+4. commit (one committer thread, through the server's ingest writer, which STOW-RS commits
+   through too: ingest/writer.py): a datastore's staged instances are assembled into image-set
+   versions together once none of its instances is still being staged and
    it has been idle for IDLE_SECONDS (at once after an association ends), or MAX_AGE_SECONDS
    after the oldest arrived, or at MAX_BATCH instances. A series sent on one association thus
    becomes one version, not one per instance. C-FIND, C-GET, C-MOVE and storage commitment
@@ -40,6 +42,7 @@ import functools
 import json
 import logging
 import multiprocessing
+import os
 import queue
 import threading
 import time
@@ -53,10 +56,10 @@ from tessel.config import Settings
 from tessel.dicom import read_instance_bytes
 from tessel.dicom.models import ParsedInstance
 from tessel.dicom.syntaxes import SYNTAXES
-from tessel.dimse.spool import Kind, Segment, Spool, read_segment
+from tessel.ingest.spool import Kind, Segment, Spool, read_segment
 from tessel.errors import NotFound, TesselError, Unavailable
-from tessel.ingest.assemble import assemble
 from tessel.ingest.staging import StagingOptions, stage_bytes, stage_parsed
+from tessel.ingest.writer import writer_of
 from tessel.lifecycle.datastores import get_datastore, lossless_syntax
 from tessel.stores import Stores, open_worker_blobs
 
@@ -130,7 +133,11 @@ _worker_blobs: BlobStore | None = None
 
 def _worker_init(settings: Settings) -> None:
     global _worker_blobs
-    _worker_blobs = open_worker_blobs(settings)  # encrypted as the server's own blobs
+    # Below the association threads: a C-STORE is answered once spooled, and what the sender
+    # waits for must not queue behind transcoding that can catch up later.
+    os.nice(5)
+    # Encrypted as the server's own blobs; no sync per blob: the writer syncs before it commits.
+    _worker_blobs = open_worker_blobs(settings, fsync=False)
 
 
 def _stage_spooled(path: str, offset: int, length: int, options: StagingOptions) -> tuple[bool, Any]:
@@ -230,7 +237,9 @@ class StoreQueue:
                            f"SOP Instance UID {parsed.sop_instance_uid}; the data set's is used"})
         warnings = tuple(parsed.warnings)
         if _staged_before_answer(parsed):
-            staged = stage_parsed(parsed, self.stores.blobs, options, size=len(data))
+            writer = writer_of(self.stores)
+            staged = stage_parsed(parsed, writer.blobs, options, size=len(data))
+            writer.blobs.sync()  # the spooled record names these frames: on disk before it is
             warnings = tuple(staged["warnings"])
             payload = json.dumps(staged).encode()
             offset = _append(segment, Kind.STAGED, datastore_id, payload)
@@ -459,8 +468,8 @@ class StoreQueue:
             batch = [d.entries[i] for i in range(count)]
         staged = [e.staged for e in batch if e.staged is not None and not e.failed]
         try:
-            if staged:
-                assemble(self.stores.catalog, self.stores.blobs, datastore_id, staged)
+            if staged:  # with STOW-RS's commits: the frames the staging processes wrote are synced there
+                writer_of(self.stores).commit(datastore_id, staged)
         except NotFound:
             if self.stores.catalog.get_datastore(datastore_id) is not None:
                 self._failed(d, datastore_id)
