@@ -363,12 +363,11 @@ def query(catalog: Any, datastore_id: str, level: str, matches: dict[str, str], 
     if depth <= 1 and "Modality" in matches:
         matches.setdefault("ModalitiesInStudy", matches.pop("Modality"))
     include = set(include or ())
-    sql_conditions: list[Any] = []
     python_conditions: list[tuple[str, str, Condition]] = []  # (level, keyword, condition)
     dialect = catalog.engine.dialect.name
     columns = {**_STUDY_COLUMNS, **(_SERIES_COLUMNS if depth >= 2 else {}),
                **(_INSTANCE_COLUMNS if depth >= 3 else {})}
-    by_column: list[tuple[str, Condition]] = []  # the SQL conditions' keywords, for _exact_study_key
+    by_column: list[tuple[str, Condition, Any, Any]] = []  # (keyword, condition, column, words)
     for keyword, value in matches.items():
         where = keyword_level(keyword)
         if where != "any" and _KEY_DEPTH.get(where, 3) > max(depth, 1):
@@ -381,8 +380,7 @@ def query(catalog: Any, datastore_id: str, level: str, matches: dict[str, str], 
             if kind == "multi" and any(t.wildcard for t in condition.terms):
                 python_conditions.append(("study", keyword, condition))
             else:
-                sql_conditions.append(to_sql(condition, column, dialect, words))
-                by_column.append((keyword, condition))
+                by_column.append((keyword, condition, column, words))
         elif keyword not in COMPUTED:
             condition = parse(value, kind_for_vr(_vr(keyword)), fuzzy=fuzzy)
             if condition is not None and _vr(keyword) != "SQ":
@@ -393,14 +391,15 @@ def query(catalog: Any, datastore_id: str, level: str, matches: dict[str, str], 
     page = (limit, offset) if in_sql else (None, 0)
     skip = 0 if in_sql else offset
     exact = _exact_study_key(depth, by_column, python_conditions, page) if in_sql else None
+    if exact is not None:  # studies by PatientID / AccessionNumber: one prepared SELECT
+        keyword, value = exact
+        found = catalog.hot.rows(_STUDIES_BY[keyword], {"datastore_id": datastore_id, "value": value,
+                                                        "limit": page[0], "offset": page[1]})
+        return [_result(row, depth, returned, include) for row in map(_study_row, map(_StudyRow._make, found))]
+    sql_conditions = [to_sql(condition, column, dialect, words) for _, condition, column, words in by_column]
     with catalog.read() as conn:
-        if exact is not None:  # studies by PatientID / AccessionNumber: one prepared SELECT
-            keyword, value = exact
-            found = catalog.hot.rows(_STUDIES_BY[keyword], {"datastore_id": datastore_id, "value": value,
-                                                            "limit": page[0], "offset": page[1]})
-            rows: Iterable[dict[str, Any]] = map(_study_row, map(_StudyRow._make, found))
-        elif depth <= 1:
-            rows = _studies(conn, datastore_id, sql_conditions, page)
+        if depth <= 1:
+            rows: Iterable[dict[str, Any]] = _studies(conn, datastore_id, sql_conditions, page)
         elif depth == 2:
             rows = _series(conn, datastore_id, sql_conditions, page)
         else:
@@ -513,12 +512,12 @@ _STUDIES_BY = {
                             ("AccessionNumber", dicom_studies.c.accession_number))}
 
 
-def _exact_study_key(depth: int, by_column: list[tuple[str, Condition]], python_conditions: list[Any],
+def _exact_study_key(depth: int, by_column: list[tuple[str, Condition, Any, Any]], python_conditions: list[Any],
                      page: tuple[int | None, int]) -> tuple[str, str] | None:
     """(keyword, value) when a study search is one exact PatientID or AccessionNumber, else None."""
     if depth != 1 or python_conditions or len(by_column) != 1 or page[0] is None:
         return None
-    keyword, condition = by_column[0]
+    keyword, condition, _, _ = by_column[0]
     if keyword not in _STUDIES_BY or condition.kind != "text" or len(condition.terms) != 1:
         return None
     term = condition.terms[0]

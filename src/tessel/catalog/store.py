@@ -7,6 +7,7 @@ write lock at BEGIN). Versions are created with a conditional UPDATE on
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import time
@@ -74,6 +75,8 @@ _DELETE_FRAMES = sa.delete(frames).where(
 _INSERT_INSTANCES = sa.insert(instances)
 _INSERT_FRAMES = sa.insert(frames)
 _FIND_IMAGE_SETS: dict[tuple[str, ...], Any] = {}
+_DATASTORE = sa.select(datastores).where(datastores.c.id == sa.bindparam("id"))
+_DatastoreRow = collections.namedtuple("_DatastoreRow", [c.name for c in datastores.c])  # type: ignore[misc]
 
 
 class Catalog:
@@ -129,10 +132,11 @@ class Catalog:
             created_at=ds.created_at, updated_at=ds.updated_at))
 
     def get_datastore(self, datastore_id: str, conn: Connection | None = None) -> Datastore | None:
-        with contextlib.ExitStack() as stack:
-            c = conn or stack.enter_context(self.read())
-            row = c.execute(sa.select(datastores).where(datastores.c.id == datastore_id)).first()
-            return _datastore(row) if row else None
+        if conn is None:  # every DICOMweb search and metadata request checks its datastore
+            rows = self.hot.rows(_DATASTORE, {"id": datastore_id})
+            return _datastore(_DatastoreRow._make(rows[0])) if rows else None
+        row = conn.execute(_DATASTORE, {"id": datastore_id}).first()
+        return _datastore(row) if row else None
 
     def find_datastore(self, *, name: str | None = None, client_token: str | None = None) -> Datastore | None:
         query = sa.select(datastores).where(datastores.c.status != DatastoreStatus.DELETED.value)

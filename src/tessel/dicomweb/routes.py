@@ -107,9 +107,9 @@ def _base_url(request: Request, datastore_id: str) -> str:
 
 def _ctx(request: Request) -> Ctx:
     datastore_id = request.path_params["datastore_id"]
+    query = request.query_params.multi_items() if request.scope.get("query_string") else []
     return Ctx(request.app.state.stores, datastore_id, request,
-               {k: str(v) for k, v in request.path_params.items()}, request.query_params.multi_items(),
-               request.headers.get("accept"))
+               {k: str(v) for k, v in request.path_params.items()}, query, request.headers.get("accept"))
 
 
 def _endpoint(action: str, handler: Handler, *, inline: bool = False) -> Callable[[Request], Awaitable[Response]]:

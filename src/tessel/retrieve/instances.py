@@ -7,6 +7,7 @@ Frames in the stored syntax are one catalog lookup plus one blob read each.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections import OrderedDict
@@ -266,9 +267,17 @@ def get_frames(stores: Stores, datastore_id: str, study_uid: str, series_uid: st
     first = rows[0]
     ref = InstanceRef(first.image_set_id, 0, study_uid, series_uid, sop_uid, first.sop_class_uid,
                       first.number_of_frames, first.stored_transfer_syntax_uid)
-    node = json.loads(first.pixel) if first.pixel else {"DICOM": {}}
+    node = _pixel_node(first.pixel) if first.pixel else {"DICOM": {}}
     return StoredFrames(ref, node, tuple(numbers), tuple(by_number[n].frame_id for n in numbers),
                         _reader(stores, datastore_id))
+
+
+@functools.lru_cache(maxsize=4096)
+def _pixel_node(text: str) -> dict[str, Any]:
+    """An instance's pixel attributes (the query row's JSON), parsed once: viewers ask for frame
+    after frame of the same instances. Shared: read it, never change it."""
+    node: dict[str, Any] = json.loads(text)
+    return node
 
 
 def _frames_via_document(stores: Stores, datastore_id: str, study_uid: str, series_uid: str, sop_uid: str,
