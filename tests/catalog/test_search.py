@@ -317,9 +317,10 @@ def test_range_filters_use_their_index(catalog: Catalog, sort: str, field: str, 
         assert not _scans(plan), plan
         if field == sort:
             assert _uses(plan, f"ix_image_sets_{names[field]}") and not _sorts(plan), plan
-        elif catalog.engine.dialect.name != "sqlite":  # the range's index; which one is a matter of cost
-            leading = "" if sort == "DICOMStudyDateAndTime" else names[field]  # (IS NULL segment, as below)
-            assert f" using ix_image_sets_{leading}" in plan or f" on ix_image_sets_{leading}" in plan, plan
+        elif catalog.engine.dialect.name != "sqlite":
+            # An index of image_sets, never a scan of the table; which index (the range's or the sort's)
+            # is the planner's cost decision, and it changes with the statistics of the moment.
+            assert " using ix_image_sets_" in plan or " on ix_image_sets_" in plan, plan
         else:  # (value, id) pairs sorted from a covering index, then only the page's rows are read
             assert "COVERING INDEX ix_image_sets_" in plan, plan
             if sort != "DICOMStudyDateAndTime":  # (its IS NULL segment may lead with study_date_time)
