@@ -316,7 +316,9 @@ def test_range_filters_use_their_index(catalog: Catalog, sort: str, field: str, 
     for plan in _plans(catalog, SearchCriteria((BETWEEN(field, *bounds),), sort)):
         assert not _scans(plan), plan
         if field == sort:
-            assert _uses(plan, f"ix_image_sets_{names[field]}") and not _sorts(plan), plan
+            assert _uses(plan, f"ix_image_sets_{names[field]}"), plan
+            if catalog.engine.dialect.name == "sqlite":  # PostgreSQL may sort a tiny bitmap scan's rows
+                assert not _sorts(plan), plan
         elif catalog.engine.dialect.name != "sqlite":
             # An index of image_sets, never a scan of the table; which index (the range's or the sort's)
             # is the planner's cost decision, and it changes with the statistics of the moment.

@@ -71,7 +71,12 @@ def test_associations_beyond_the_limit_are_rejected_as_transient(tmp_path: Path)
             assert (rejection.result, rejection.result_source, rejection.diagnostic) == (0x02, 0x03, 0x02)
         finally:
             first.release()
-        third = _echo_from("127.0.0.1", dimse.port)  # the slot is free again
+        # the slot is free again once the server has seen the release (it may take a moment)
+        deadline = time.monotonic() + 10
+        third = _echo_from("127.0.0.1", dimse.port)
+        while not third.is_established and time.monotonic() < deadline:
+            time.sleep(0.2)
+            third = _echo_from("127.0.0.1", dimse.port)
         assert third.is_established
         third.release()
 

@@ -96,7 +96,7 @@ def test_killed_import_resumes_without_duplicate_partial_or_lost_frames(tmp_path
 
 def test_a_job_killed_mid_import_is_finished_by_the_next_server_start(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    make_series(tmp_path / "in", 120, rows=256, columns=256)
+    make_series(tmp_path / "in", 240, rows=384, columns=384)  # long enough to be killed midway on a quiet machine
     kill_import_midway(tmp_path / "in", data)
     port = free_port()
     server = subprocess.Popen(tessel("serve", "--data-dir", str(data), "--port", str(port),
@@ -116,4 +116,4 @@ def test_a_job_killed_mid_import_is_finished_by_the_next_server_start(tmp_path: 
     finally:
         server.terminate()
         server.wait(timeout=60)
-    assert_complete_and_exact(data, 120)
+    assert_complete_and_exact(data, 240)
