@@ -278,9 +278,9 @@ def _source_client() -> S3Client:
     return _worker_s3
 
 
-def _stage_task(path: str, options: StagingOptions) -> dict[str, Any]:
+def _stage_task(paths: list[str], options: StagingOptions) -> list[dict[str, Any]]:
     assert _worker_blobs is not None
-    return stage_one(path, _worker_blobs, _source_client, options)
+    return [stage_one(path, _worker_blobs, _source_client, options) for path in paths]
 
 
 def _pool(stores: Stores) -> cf.Executor:
@@ -288,11 +288,35 @@ def _pool(stores: Stores) -> cf.Executor:
     # forkserver, not fork: the parent may run threads (the server, the progress bar). The fork
     # server imports the staging code once and every worker is forked from it ready to go;
     # without the preload each worker re-imported pydicom, imagecodecs and tessel itself
-    # (seconds per job, longer than a small import takes).
+    # (seconds per job, longer than a small import takes). "__main__" too: else every worker
+    # imports the main module again (the `tessel` script and what it imports) before its first file.
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
+    context.set_forkserver_preload(["__main__", __name__])
     return cf.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init,
                                   initargs=(stores.settings.resolved_blob_url, stores.settings))
+
+
+# A task is a few files, so each call the pool queues for a worker holds tens of milliseconds
+# of work: the pool queues only one call more than it has workers, and with one small file
+# per call a worker waited whenever the job's main thread was busy recording (blob sync,
+# catalog commit). A large file goes alone. In flight: a few tasks per worker (paths only;
+# the files are read by the workers), so memory does not grow with the job.
+TASK_FILES = 8
+TASK_BYTES = 32 << 20
+TASKS_PER_WORKER = 4
+
+
+def _next_task(queue: list[tuple[str, int]], attempts: dict[str, int], files: int) -> list[tuple[str, int]]:
+    """Take the next task from the end of `queue`. A file being retried after a worker died
+    goes alone, so a file that kills its worker is told apart from those it took along."""
+    task = [queue.pop()]
+    if attempts.get(task[0][0]):
+        return task
+    size = task[0][1]
+    while queue and len(task) < files and not attempts.get(queue[-1][0]) and size + queue[-1][1] <= TASK_BYTES:
+        size += queue[-1][1]
+        task.append(queue.pop())
+    return task
 
 
 def _stage_pending(stores: Stores, job: ImportJob, options: StagingOptions, report: Callable[[], None],
@@ -301,37 +325,41 @@ def _stage_pending(stores: Stores, job: ImportJob, options: StagingOptions, repo
     report()
     if not pending:
         return
+    workers = stores.settings.resolved_workers
+    limit = workers * TASKS_PER_WORKER
+    # Small jobs still spread over every worker: no task takes more than its share.
+    files = max(1, min(TASK_FILES, len(pending) // limit))
     attempts: dict[str, int] = {}
     queue = list(reversed(pending))
     updates: list[dict[str, Any]] = []
     last_flush = time.monotonic()
     while queue:
         executor = _pool(stores)
-        in_flight: dict[cf.Future[dict[str, Any]], tuple[str, int]] = {}
+        in_flight: dict[cf.Future[list[dict[str, Any]]], list[tuple[str, int]]] = {}
         try:
-            limit = stores.settings.resolved_workers * 4
             while queue or in_flight:
                 while queue and len(in_flight) < limit:
-                    path, size = queue.pop()
-                    in_flight[executor.submit(_stage_task, path, options)] = (path, size)
+                    task = _next_task(queue, attempts, files)
+                    in_flight[executor.submit(_stage_task, [path for path, _ in task], options)] = task
                 done, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
                 for future in done:
+                    updates.extend(future.result())
                     in_flight.pop(future)
-                    updates.append(future.result())
                 if updates and (time.monotonic() - last_flush > 0.5 or len(updates) >= 64 or not in_flight):
                     check()
                     _record(stores, job, updates)
                     updates, last_flush = [], time.monotonic()
                     report()
         except cf.process.BrokenProcessPool:
-            # A worker died (a decoder crashed on some file). Retry what was in flight; a file
-            # that kills a worker twice is reported as failed, the rest of the job goes on.
-            for path, size in in_flight.values():
-                attempts[path] = attempts.get(path, 0) + 1
-                if attempts[path] >= 2:
-                    updates.append(failure(path, "ValidationException", CRASHED))
-                else:
-                    queue.append((path, size))
+            # A worker died (a decoder crashed on some file). Retry what was in flight, one file
+            # per task; a file that kills a worker twice is reported as failed, the rest goes on.
+            for task in in_flight.values():
+                for path, size in task:
+                    attempts[path] = attempts.get(path, 0) + 1
+                    if attempts[path] >= 2:
+                        updates.append(failure(path, "ValidationException", CRASHED))
+                    else:
+                        queue.append((path, size))
         finally:
             executor.shutdown(wait=True, cancel_futures=True)
     if updates:

@@ -6,8 +6,6 @@ import os
 from typing import Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
@@ -52,6 +50,11 @@ MIGRATION_LOCK = 0x7E55E1_0001
 
 
 def migrate(engine: Engine) -> None:
+    # Imported here: alembic is a third of the catalog's import time, and import workers
+    # (forked from a fork server that preloads the catalog) never migrate.
+    from alembic import command
+    from alembic.config import Config
+
     cfg = Config(_INI)
     with engine.connect().execution_options(write=True) as conn:
         if conn.dialect.name == "postgresql":  # (SQLite: BEGIN IMMEDIATE already serialises writers)
