@@ -68,3 +68,27 @@ def test_a_worker_killed_mid_job_loses_no_file(stores: Stores, tmp_path: Path) -
         stored = retrieve.get_image_frame(stores, ds.id, image_set["imageSetId"], frame["ID"])
         assert zlib.crc32(retrieve.decode_stored_frame(stored.data, node).tobytes()) == \
             zlib.crc32(source.pixel_array.tobytes())
+
+
+def test_after_a_worker_died_only_a_file_that_kills_one_again_is_failed(stores: Stores, tmp_path: Path) -> None:
+    # Files retried after a crash run one at a time, so a second crash is blamed on one file,
+    # not on every file that happened to be in flight with it.
+    ds = create_datastore(stores, "t")
+    make_series(tmp_path / "in", 40, rows=128, columns=128)
+    job = jobs.start_import_job(stores, ds.id, (tmp_path / "in").as_uri(), (tmp_path / "out").as_uri())
+    killed: list[int] = []
+
+    def kill_workers_twice(progress: jobs.JobProgress) -> None:
+        if len(killed) >= 2 or not 0 < progress.files_done < progress.files_total:
+            return
+        for worker in _our_workers():
+            os.kill(worker.pid, signal.SIGKILL)
+            killed.append(worker.pid)
+            return
+
+    summary = jobs.run_import_job(stores, job.id, progress=kill_workers_twice)
+    assert len(killed) == 2, "the job finished before two workers could be killed"
+    assert summary.imported + summary.failed == 40
+    assert summary.failed <= 1
+    failures = (Path(summary.output_uri[7:]) / "FAILURE" / "failure.ndjson").read_text()
+    assert failures.count(jobs.CRASHED) == summary.failed

@@ -339,8 +339,6 @@ def _stage_pending(stores: Stores, job: ImportJob, options: StagingOptions, repo
         return
     workers = stores.settings.resolved_workers
     limit = workers * TASKS_PER_WORKER
-    # Small jobs still spread over every worker: no task takes more than its share.
-    files = max(1, min(TASK_FILES, len(pending) // limit))
     attempts: dict[str, int] = {}
     queue = list(reversed(pending))
     updates: list[dict[str, Any]] = []
@@ -351,8 +349,15 @@ def _stage_pending(stores: Stores, job: ImportJob, options: StagingOptions, repo
         try:
             while queue or in_flight:
                 while queue and len(in_flight) < limit:
-                    task = _next_task(queue, attempts, files)
+                    retried = attempts.get(queue[-1][0], 0) > 0
+                    if retried and in_flight:
+                        break  # a file retried after a worker died runs alone: if one dies again, it is the cause
+                    # No task takes more than its share of what is left: a small job still
+                    # spreads over every worker, and the last tasks of a job are short ones.
+                    task = _next_task(queue, attempts, max(1, min(TASK_FILES, len(queue) // limit)))
                     in_flight[executor.submit(_stage_task, [path for path, _ in task], options)] = task
+                    if retried:
+                        break
                 done, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
                 for future in done:
                     updates.extend(future.result())
@@ -364,7 +369,7 @@ def _stage_pending(stores: Stores, job: ImportJob, options: StagingOptions, repo
                     report()
         except cf.process.BrokenProcessPool:
             # A worker died (a decoder crashed on some file). Retry what was in flight, one file
-            # per task; a file that kills a worker twice is reported as failed, the rest goes on.
+            # at a time; a file that kills a worker twice is reported as failed, the rest goes on.
             for task in in_flight.values():
                 for path, size in task:
                     attempts[path] = attempts.get(path, 0) + 1
