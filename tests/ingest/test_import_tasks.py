@@ -42,7 +42,8 @@ def _our_workers() -> list[psutil.Process]:
 
 def test_a_worker_killed_mid_job_loses_no_file(stores: Stores, tmp_path: Path) -> None:
     ds = create_datastore(stores, "t")
-    files = make_series(tmp_path / "in", 40, rows=128, columns=128)
+    # 160 files: the job records (and reports) after 64 while the rest is still to do
+    files = make_series(tmp_path / "in", 160, rows=64, columns=64)
     job = jobs.start_import_job(stores, ds.id, (tmp_path / "in").as_uri(), (tmp_path / "out").as_uri())
     killed: list[int] = []
 
@@ -56,11 +57,11 @@ def test_a_worker_killed_mid_job_loses_no_file(stores: Stores, tmp_path: Path) -
 
     summary = jobs.run_import_job(stores, job.id, progress=kill_one_worker)
     assert killed, "the job finished before a worker could be killed"
-    assert (summary.imported, summary.failed) == (40, 0)
+    assert (summary.imported, summary.failed) == (160, 0)
     (image_set,) = summary.image_sets
     doc = retrieve.get_metadata(stores, ds.id, image_set["imageSetId"])
     (series,) = doc["Study"]["Series"].values()
-    assert len(series["Instances"]) == 40
+    assert len(series["Instances"]) == 160
     for path in files:
         source = pydicom.dcmread(path)
         node = series["Instances"][source.SOPInstanceUID]
@@ -74,7 +75,7 @@ def test_after_a_worker_died_only_a_file_that_kills_one_again_is_failed(stores: 
     # Files retried after a crash run one at a time, so a second crash is blamed on one file,
     # not on every file that happened to be in flight with it.
     ds = create_datastore(stores, "t")
-    make_series(tmp_path / "in", 40, rows=128, columns=128)
+    make_series(tmp_path / "in", 160, rows=64, columns=64)
     job = jobs.start_import_job(stores, ds.id, (tmp_path / "in").as_uri(), (tmp_path / "out").as_uri())
     killed: list[int] = []
 
@@ -88,7 +89,7 @@ def test_after_a_worker_died_only_a_file_that_kills_one_again_is_failed(stores: 
 
     summary = jobs.run_import_job(stores, job.id, progress=kill_workers_twice)
     assert len(killed) == 2, "the job finished before two workers could be killed"
-    assert summary.imported + summary.failed == 40
+    assert summary.imported + summary.failed == 160
     assert summary.failed <= 1
     failures = (Path(summary.output_uri[7:]) / "FAILURE" / "failure.ndjson").read_text()
     assert failures.count(jobs.CRASHED) == summary.failed

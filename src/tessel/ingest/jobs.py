@@ -355,7 +355,12 @@ def _stage_pending(stores: Stores, job: ImportJob, options: StagingOptions, repo
                     # No task takes more than its share of what is left: a small job still
                     # spreads over every worker, and the last tasks of a job are short ones.
                     task = _next_task(queue, attempts, max(1, min(TASK_FILES, len(queue) // limit)))
-                    in_flight[executor.submit(_stage_task, [path for path, _ in task], options)] = task
+                    try:
+                        future = executor.submit(_stage_task, [path for path, _ in task], options)
+                    except cf.process.BrokenProcessPool:
+                        queue.extend(reversed(task))  # never started (a worker died meanwhile): back in line
+                        raise
+                    in_flight[future] = task
                     if retried:
                         break
                 done, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
