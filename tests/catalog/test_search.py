@@ -291,7 +291,9 @@ def _scans(plan: str) -> bool:
 
 
 def _uses(plan: str, index: str) -> bool:
-    return f"INDEX {index} " in plan or f"INDEX {index}\n" in plan or f" using {index} " in plan
+    """Whether a plan reads `index` (SQLite: USING [COVERING] INDEX; PostgreSQL: an index scan
+    "using" it or a bitmap index scan "on" it)."""
+    return any(f"{word} {index}{end}" in plan for word in ("INDEX", " using", " on") for end in (" ", "\n"))
 
 
 @pytest.mark.parametrize("sort", ["updatedAt", "createdAt", "DICOMStudyDateAndTime"])

@@ -458,3 +458,41 @@ def test_checksum_is_the_crc32_of_little_endian_c_order_bytes() -> None:
     assert frame_checksum(arr.astype(">i2")) == expected
     assert frame_checksum(np.asfortranarray(arr)) == expected
     assert frame_checksum(np.full((2, 2), 255, "u1")) == zlib.crc32(b"\xff" * 4) > 2**31  # unsigned
+
+
+# A fresh process whose frame threads all start encoding HTJ2K at once: OpenJPH's unguarded
+# first-use set-up wrote a corrupt stream in 2 to 3 such processes in 100 before the module
+# warmed it up at import, so 30 of them find that regression about half the time (the cost
+# of each is its imports). Each child prints how many of its 8 frames failed the round trip.
+_FIRST_USE_RACE = """
+import threading, sys
+import numpy as np
+from tessel.codecs import HTJ2K_LOSSLESS_RPCL, decode_stored, encode_frame, frame_checksum
+from tessel.dicom.models import PixelInfo
+info = PixelInfo("1.2.840.10008.1.2.1", 32, 32, 1, 16, 12, 11, 0, "MONOCHROME2", 0, 1)
+frames = [np.random.default_rng(seed).integers(0, 4096, (32, 32), dtype=np.uint16) for seed in range(8)]
+start, failed = threading.Barrier(len(frames)), []
+def round_trip(frame):
+    start.wait()
+    try:
+        ok = frame_checksum(decode_stored(encode_frame(frame, info, HTJ2K_LOSSLESS_RPCL), info,
+                                          HTJ2K_LOSSLESS_RPCL)) == frame_checksum(frame)
+    except Exception:
+        ok = False
+    if not ok:
+        failed.append(1)
+threads = [threading.Thread(target=round_trip, args=(f,)) for f in frames]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(len(failed))
+"""
+
+
+def test_fresh_processes_encode_htj2k_on_many_threads_at_once_without_corruption() -> None:
+    import subprocess
+    import sys
+
+    children = [subprocess.Popen([sys.executable, "-c", _FIRST_USE_RACE], stdout=subprocess.PIPE,
+                                 stderr=subprocess.DEVNULL, text=True) for _ in range(30)]
+    failures = [int(child.communicate(timeout=120)[0]) for child in children]
+    assert sum(failures) == 0, failures

@@ -14,11 +14,11 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
 from tessel.errors import InvalidInput, NotFound
+from tessel.files import fsync_dir, write_atomic
 
 
 class FileBlobStore:
@@ -39,25 +39,10 @@ class FileBlobStore:
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         try:
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            write_atomic(path, data, durable=self.fsync)
         except FileNotFoundError:  # the first blob of its directory
             self._make_dirs(path.parent)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                if self.fsync:
-                    f.flush()
-                    os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
-        if self.fsync:
-            _fsync_dir(path.parent)  # the rename itself must survive a power cut
+            write_atomic(path, data, durable=self.fsync)
 
     def _make_dirs(self, directory: Path) -> None:
         missing = []
@@ -70,7 +55,7 @@ class FileBlobStore:
             except FileExistsError:  # another writer made it first
                 continue
             if self.fsync:
-                _fsync_dir(d.parent)
+                fsync_dir(d.parent)
 
     def sync(self) -> None:
         """Make every blob under the root durable, including those other processes wrote."""
@@ -123,12 +108,6 @@ class FileBlobStore:
                     yield key
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _libc_syncfs() -> object | None:

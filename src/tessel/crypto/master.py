@@ -36,6 +36,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from tessel.errors import Corrupted, InvalidInput, NotFound, Unavailable
+from tessel.files import write_atomic
 
 FORMAT = "tessel-master-keys/1"
 DEFAULT_NAME = "tessel-default"
@@ -288,13 +289,7 @@ class Keyring:
                 f.flush()
                 os.fsync(f.fileno())
             return
-        tmp = self.path.with_name(f".{self.path.name}.tmp-{secrets.token_hex(4)}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        write_atomic(self.path, text.encode(), prefix=f".{self.path.name}.tmp-")
 
     def describe(self) -> list[dict[str, Any]]:
         self.refresh()

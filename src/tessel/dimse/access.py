@@ -30,7 +30,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from enum import StrEnum
@@ -39,6 +38,7 @@ from typing import Any
 
 from tessel.auth.policy import Policy, parse_policy
 from tessel.errors import InvalidInput
+from tessel.files import write_atomic
 
 FILE_NAME = "dicom-access.json"
 ANY = "*"
@@ -256,19 +256,7 @@ def write_callers(path: Path, callers: dict[str, Any]) -> None:
     text = json.dumps({"callers": callers}, indent=2) + "\n"
     AccessPolicy.parse(text, str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".dicom-access-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    write_atomic(path, text.encode(), prefix=".dicom-access-")
 
 
 def caller_entry(hosts: list[str] | None, store: bool, query: bool, retrieve: bool,

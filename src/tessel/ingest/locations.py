@@ -7,13 +7,13 @@ A location lists the files a job imports and writes the job's manifest files;
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Protocol
 from urllib.parse import unquote, urlparse
 
 from tessel.errors import InvalidInput, NotFound, Unsupported
+from tessel.files import write_atomic
 
 if TYPE_CHECKING:
     from tessel.config import Settings
@@ -68,16 +68,7 @@ class FileLocation:
         """Atomically and durably: a reader sees the old manifest or the new one, never half."""
         target = self.root / relpath
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".tmp-{target.name}-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(target, data, prefix=f".tmp-{target.name}-")
 
     def read_bytes(self, name: str) -> bytes:
         try:

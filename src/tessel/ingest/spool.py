@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from tessel.files import fsync_dir
+
 log = logging.getLogger("tessel.dimse")
 
 FOLDER = "dimse-spool"
@@ -49,14 +51,6 @@ class Record:
     payload: bytes
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class Segment:
     """One spool file; `append` is called from one association's thread at a time."""
 
@@ -75,7 +69,7 @@ class Segment:
         path = folder / f"{time.time_ns():020d}-{os.getpid()}-{next(_counter):06d}.seg"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
         if sync:
-            _fsync_dir(folder)  # the new name survives a power loss
+            fsync_dir(folder)  # the new name survives a power loss
         return cls(path, sync=sync, fd=fd)
 
     def append(self, kind: Kind, datastore_id: str, payload: bytes) -> int:

@@ -172,22 +172,26 @@ def _store_frame(parsed: ParsedInstance, index: int, plan: codecs.StoragePlan, b
 
 def _transcode_verified(pixels: Any, info: Any, syntax: str, checksum: int, index: int) -> bytes:
     """The frame re-encoded in `syntax`, decoded again and checked against the source CRC32.
-    A codec failure is tried once more before it fails the instance: under concurrent frame
-    threads OpenJPH was seen to fail a frame rarely (about 1 import in 10 under heavy load)
-    that encodes fine on a second try; the CRC check means no retry can store wrong pixels."""
+    A frame that fails (a codec error, or a CRC mismatch: imagecodecs prints some OpenJPH decode
+    errors instead of raising them) is encoded once more before it fails the instance, in case
+    the codec misbehaved once (see codecs.frames._warm_up_openjph for the one cause found). No
+    retry can store wrong pixels: what is stored is what passed the check."""
     for attempt in (1, 2):
         try:
             stored = codecs.encode_frame(pixels, info, syntax)
             check = codecs.frame_checksum(codecs.decode_stored(stored, info, syntax))
-            break
         except codecs.CodecError as exc:
             if attempt == 2:
                 raise
             log.warning("frame %d: %s; trying once more", index + 1, exc.message)
-    if check != checksum:
-        raise InvalidInput(f"frame {index + 1}: the re-encoded frame does not decode to the "
-                           f"source pixels (CRC32 {check} != {checksum}); nothing was stored")
-    return stored
+            continue
+        if check == checksum:
+            return stored
+        if attempt == 1:
+            log.warning("frame %d: the re-encoded frame does not decode to the source pixels; trying once more",
+                        index + 1)
+    raise InvalidInput(f"frame {index + 1}: the re-encoded frame does not decode to the "
+                       f"source pixels (CRC32 {check} != {checksum}); nothing was stored")
 
 
 def _put_once(blobs: BlobStore, key: str, data: bytes, written: list[str]) -> None:
