@@ -81,28 +81,32 @@ def main(argv: list[str] | None = None) -> int:
     figures: dict[str, list[Figure]] = {}
     described: dict[str, dict[str, Any]] = {}
     problems: dict[str, list[str]] = {}
+    other = load.OtherWork()
     try:
-        for name in names:
-            server = _server(name, run_dir / name, args.server_cpus or None)
-            _log(f"starting {name}")
-            try:
-                target = server.start()
-                described[name] = server.describe()
-                _log(f"{name}: {described[name].get('version')} at {target.dicomweb}, DIMSE port {target.dimse_port}")
-                figures[name] = scenarios.ingest_all(target, work, settings, _log)
-                load.wait_idle(target.pids, quiet_for=settings.quiet_s)
-                problems[name] = checks.run(target, work, settings)
-                for problem in problems[name]:
-                    _log(f"CHECK FAILED ({name}): {problem}")
-                figures[name] += scenarios.read_all(target, work, settings, _log, only)
-            finally:
-                server.stop()
+        with other:
+            for name in names:
+                server = _server(name, run_dir / name, args.server_cpus or None)
+                _log(f"starting {name}")
+                try:
+                    target = server.start()
+                    described[name] = server.describe()
+                    _log(f"{name}: {described[name].get('version')} at {target.dicomweb}, "
+                         f"DIMSE port {target.dimse_port}")
+                    figures[name] = scenarios.ingest_all(target, work, settings, _log)
+                    load.wait_idle(target.pids, quiet_for=settings.quiet_s)
+                    problems[name] = checks.run(target, work, settings)
+                    for problem in problems[name]:
+                        _log(f"CHECK FAILED ({name}): {problem}")
+                    figures[name] += scenarios.read_all(target, work, settings, _log, only)
+                finally:
+                    server.stop()
         doc = report.document(
             command=_command(argv), mode="quick" if args.quick else "full",
             settings={"sizes": _asdict(sizes), "wsi_tiles": sizes.wsi_tiles(), "seeds": workloads.SEEDS,
                       **_asdict(settings), "server_cpus": args.server_cpus or "not pinned"},
             servers=described, figures=figures, checks=problems, load_start=load_start,
-            load_end=report.load_average(), caveats=caveats(args.server_cpus, sizes), started=started)
+            load_end=report.load_average(), other_work=other.summary(), caveats=caveats(args.server_cpus, sizes),
+            started=started)
         args.out.mkdir(parents=True, exist_ok=True)
         json_path = args.out / f"compare-{stamp}.json"
         json_path.write_text(json.dumps(doc, indent=2))

@@ -294,3 +294,59 @@ def as_json(response: Response) -> Any:
     import json
 
     return json.loads(response.body) if response.body else []
+
+
+class OtherWork:
+    """Cores kept busy by processes outside this run (the harness, its servers, their children).
+
+    The load average cannot tell: the run's own clients and servers raise it. Every second
+    the machine's busy CPU time (/proc/stat) is compared with the CPU time this process tree
+    used; the difference is other work, which makes every figure of the run pessimistic.
+    """
+
+    def __init__(self, interval: float = 1.0) -> None:
+        self.samples: list[float] = []  # cores busy with other work, one per interval
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="other-work", daemon=True)
+
+    def __enter__(self) -> "OtherWork":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> dict[str, float]:
+        ordered = sorted(self.samples) or [0.0]
+        return {"mean_cores": round(sum(ordered) / len(ordered), 3),
+                "p95_cores": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 3),
+                "seconds": round(len(self.samples) * self._interval, 1)}
+
+    def _run(self) -> None:
+        me = psutil.Process()
+        seen: dict[int, float] = {}
+        busy = _machine_busy_seconds()
+        tree = self._tree_seconds(me, seen)
+        while not self._stop.wait(self._interval):
+            busy_now, tree_now = _machine_busy_seconds(), self._tree_seconds(me, seen)
+            self.samples.append(max(0.0, (busy_now - busy) - (tree_now - tree)) / self._interval)
+            busy, tree = busy_now, tree_now
+
+    @staticmethod
+    def _tree_seconds(me: psutil.Process, seen: dict[int, float]) -> float:
+        """CPU seconds of this process and every descendant ever seen (an exited one keeps its
+        last reading, so its time is not mistaken for other work)."""
+        for proc in [me, *me.children(recursive=True)]:
+            try:
+                t = proc.cpu_times()
+                seen[proc.pid] = t.user + t.system
+            except psutil.Error:
+                continue
+        return sum(seen.values())
+
+
+def _machine_busy_seconds() -> float:
+    t = psutil.cpu_times()
+    return t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0) + getattr(t, "steal", 0.0)

@@ -127,7 +127,8 @@ def _os_name() -> str:
 
 def document(*, command: str, mode: str, settings: dict[str, Any], servers: dict[str, dict[str, Any]],
              figures: dict[str, list[Figure]], checks: dict[str, list[str]], load_start: Sequence[float],
-             load_end: Sequence[float], caveats: Sequence[str], started: dt.datetime) -> dict[str, Any]:
+             load_end: Sequence[float], other_work: dict[str, float], caveats: Sequence[str],
+             started: dt.datetime) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
         "date": started.isoformat(timespec="seconds"),
@@ -135,6 +136,7 @@ def document(*, command: str, mode: str, settings: dict[str, Any], servers: dict
         "mode": mode,
         "machine": machine(),
         "load_average": {"start": list(load_start), "end": list(load_end)},
+        "other_work": other_work,
         "tools": tool_versions(),
         "settings": settings,
         "servers": servers,
@@ -161,10 +163,17 @@ def markdown(doc: dict[str, Any], *, ours: str = "tessel", theirs: str = "orthan
     lines.append(f"- load average at start / end: {_load(doc['load_average']['start'])} / "
                  f"{_load(doc['load_average']['end'])}")
     lines.append(f"- command: `{doc['command']}`")
-    busiest = max([*doc["load_average"]["start"][:1], *doc["load_average"]["end"][:1]], default=0.0)
-    if busiest > (m["cores"] or 1) / 2:
-        lines.append(f"- **provisional: other work was running (1-minute load average up to {busiest:g} on "
-                     f"{m['cores']} cores), so both servers got only part of the CPU; rerun on a quiet machine**")
+    other = doc.get("other_work")
+    if other is not None:  # measured: CPU that processes outside the run took during it
+        lines.append(f"- other work during the run: {other['mean_cores']:g} cores on average "
+                     f"(p95 {other['p95_cores']:g}), measured as the machine's busy CPU minus the run's own")
+        busy = other["mean_cores"] > 0.25
+    else:  # documents from before that measurement: the load average (which the run itself raises)
+        busy = max([*doc["load_average"]["start"][:1], *doc["load_average"]["end"][:1]], default=0.0) > (
+            m["cores"] or 1) / 2
+    if busy:
+        lines.append(f"- **provisional: other work was running on the {m['cores']} cores, so both servers got only "
+                     "part of the CPU; rerun on a quiet machine**")
     for name, checks in doc["checks"].items():
         if checks:
             lines.append(f"- **{name} answered wrongly before measuring:** " + "; ".join(checks[:3]))

@@ -63,22 +63,22 @@ def search_fields(doc: dict[str, Any]) -> dict[str, Any]:
     study = doc["Study"]["DICOM"]
     series_uids = list(doc["Study"]["Series"])
     first = doc["Study"]["Series"][series_uids[0]]["DICOM"] if series_uids else {}
-    study_date = _text(study.get("StudyDate"))
-    study_time = _text(study.get("StudyTime"))
+    study_date = text_of(study.get("StudyDate"))
+    study_time = text_of(study.get("StudyTime"))
     return {
-        "patient_id": _text(patient.get("PatientID")),
-        "patient_name": _text(patient.get("PatientName")),
-        "patient_birth_date": _text(patient.get("PatientBirthDate")),
-        "patient_sex": _text(patient.get("PatientSex")),
-        "study_id": _text(study.get("StudyID")),
-        "study_description": _text(study.get("StudyDescription")),
-        "accession_number": _text(study.get("AccessionNumber")),
+        "patient_id": text_of(patient.get("PatientID")),
+        "patient_name": text_of(patient.get("PatientName")),
+        "patient_birth_date": text_of(patient.get("PatientBirthDate")),
+        "patient_sex": text_of(patient.get("PatientSex")),
+        "study_id": text_of(study.get("StudyID")),
+        "study_description": text_of(study.get("StudyDescription")),
+        "accession_number": text_of(study.get("AccessionNumber")),
         "study_date": study_date,
         "study_time": study_time,
         "study_date_time": study_date_time(study_date, study_time),
-        "series_modality": _text(first.get("Modality")),
-        "series_body_part": _text(first.get("BodyPartExamined")),
-        "series_number": _int(first.get("SeriesNumber")),
+        "series_modality": text_of(first.get("Modality")),
+        "series_body_part": text_of(first.get("BodyPartExamined")),
+        "series_number": int_of(first.get("SeriesNumber")),
     }
 
 
@@ -92,19 +92,19 @@ def study_date_time(date: str | None, time: str | None) -> str | None:
     return f"{date[:8]}{whole}.{(fraction + '000000')[:6]}"
 
 
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
+def text_of(value: Any) -> str | None:
+    """An attribute's value as indexed text: the first of several, trimmed; None when empty or
+    not text (a sequence item, a bulk data reference)."""
     if isinstance(value, list):
         value = value[0] if value else None
-        if value is None:
-            return None
+    if value is None or isinstance(value, dict):
+        return None
     text = str(value).strip()
     return text or None
 
 
-def _int(value: Any) -> int | None:
-    text = _text(value)
+def int_of(value: Any) -> int | None:
+    text = text_of(value)
     try:
         return int(text) if text is not None else None
     except ValueError:

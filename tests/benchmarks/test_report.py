@@ -21,7 +21,8 @@ def doc(ours: list[Figure], theirs: list[Figure], checks: dict[str, list[str]] |
         servers={"tessel": {"name": "tessel", "version": "0.1.0"},
                  "orthanc": {"name": "orthanc", "version": "1.10.1", "dicomweb_plugin": "1.7"}},
         figures={"tessel": ours, "orthanc": theirs}, checks=checks or {"tessel": [], "orthanc": []},
-        load_start=[0.1, 0.2, 0.3], load_end=[1.0, 0.5, 0.4], caveats=["two cores"],
+        load_start=[0.1, 0.2, 0.3], load_end=[1.0, 0.5, 0.4],
+        other_work={"mean_cores": 0.04, "p95_cores": 0.1, "seconds": 300.0}, caveats=["two cores"],
         started=dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc))
     d["machine"] = {**d["machine"], "cpu": "Test CPU", "cores": 2}  # whatever runs the tests
     return json.loads(json.dumps(d))  # what --render reads back
@@ -66,13 +67,24 @@ def test_markdown_shows_run_context_ratios_and_every_figure() -> None:
     assert "1/8.33" in study and "**no**" in study  # 30 ms is only 1/8.3 of 250 ms
     assert "| custom_extra | tessel |" in text  # figures without a label still show
     assert "- two cores" in text
-    assert "provisional" not in text  # load average 1.0 on 2 cores: quiet enough
+    assert "other work during the run: 0.04 cores on average (p95 0.1)" in text
+    assert "provisional" not in text
 
 
 def test_markdown_marks_figures_of_a_busy_machine_as_provisional() -> None:
     d = doc([], [])
+    d["load_average"] = {"start": [6.5, 4.0, 3.0], "end": [6.0, 3.0, 3.0]}  # the run's own load counts here
+    assert "provisional" not in report.markdown(d)  # what decides is the work of other processes:
+    d["other_work"] = {"mean_cores": 0.6, "p95_cores": 1.4, "seconds": 300.0}
+    assert "provisional: other work was running on the 2 cores" in report.markdown(d)
+
+
+def test_a_document_without_the_other_work_figure_falls_back_to_the_load_average() -> None:
+    d = doc([], [])
+    del d["other_work"]
+    assert "provisional" not in report.markdown(d)
     d["load_average"] = {"start": [6.5, 4.0, 3.0], "end": [2.0, 3.0, 3.0]}
-    assert "provisional: other work was running (1-minute load average up to 6.5 on" in report.markdown(d)
+    assert "provisional: other work was running" in report.markdown(d)
 
 
 def test_markdown_says_when_a_server_answered_wrongly() -> None:

@@ -9,10 +9,12 @@ import threading
 from typing import Any, Callable
 
 import pytest
+import sqlalchemy as sa
 
 from tessel import lifecycle, retrieve
 from tessel.blobs import keys
 from tessel.catalog import edits
+from tessel.catalog.sql.tables import slide_bookmarks
 from tessel.catalog.models import (DatastoreStatus, ImageSet, ImageSetState, ImageSetWorkflowStatus,
                                    JobStatus)
 from tessel.errors import Conflict, NotFound
@@ -174,17 +176,27 @@ def test_a_datastore_whose_storage_refuses_writes_is_create_failed(stores: Store
         start_import_job(stores, ds.id, "file:///tmp/in/", "file:///tmp/out/")
 
 
-def test_deleting_a_datastore_removes_every_blob_and_tag_it_had(stores: Stores, ds: str, image_set: str) -> None:
+def test_deleting_a_datastore_removes_every_blob_tag_and_bookmark_it_had(stores: Stores, ds: str,
+                                                                        image_set: str) -> None:
     arn = datastore_arn(stores.settings, ds)
+    other = create_datastore(stores, "other").id
     with stores.catalog.write() as conn:
         stores.catalog.set_tags(conn, arn, {"team": "x"})
         stores.catalog.set_tags(conn, f"{arn}/imageset/{image_set}", {"purpose": "y"})
+        for n, datastore in enumerate((ds, other)):
+            conn.execute(sa.insert(slide_bookmarks).values(
+                id=f"{n:032x}", datastore_id=datastore, study_instance_uid="1.2", series_instance_uid="1.2.3",
+                sop_instance_uid="1.2.3.4", level=0, x=0, y=0, width=10, height=10, name="tumour margin",
+                note="see report", created_by="TSLA", created_at=0.0, updated_at=0.0))
     delete_image_set(stores, ds, image_set)
     assert list(stores.blobs.list(keys.datastore_prefix(ds)))  # frames wait for their grace period
     deleted = delete_datastore(stores, ds)
     assert deleted.status == DatastoreStatus.DELETED
     assert list(stores.blobs.list(keys.datastore_prefix(ds))) == []
     assert stores.catalog.get_tags(arn) == {} and stores.catalog.get_tags(f"{arn}/imageset/{image_set}") == {}
+    with stores.catalog.read() as conn:
+        left = conn.execute(sa.select(slide_bookmarks.c.datastore_id)).scalars().all()
+    assert left == [other]  # the other datastore's bookmark stays
     with pytest.raises(NotFound):
         get_datastore(stores, ds)
 

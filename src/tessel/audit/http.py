@@ -72,6 +72,12 @@ class AuditMiddleware:
         event = Event(interface_of(scope["path"]), source=str(client[0]) if client else None)
         scope[SCOPE_KEY] = event
         started = time.perf_counter()
+        if not self.audit.accepting:  # fail closed: nothing is served that the trail cannot record
+            await _refuse_unrecorded(send)
+            event.status, event.outcome = 503, Outcome.ERROR.value
+            _settle(event, scope, b"")
+            self.audit.record(event)
+            return
         refusal = bytearray()
 
         async def counting_receive() -> Message:
@@ -102,6 +108,16 @@ class AuditMiddleware:
             event.duration_ms = (time.perf_counter() - started) * 1000
             _settle(event, scope, bytes(refusal))
             self.audit.record(event)
+
+
+async def _refuse_unrecorded(send: Send) -> None:
+    """503, retryable; botocore reads the error code from the header and retries throttling."""
+    body = json.dumps({"message": "the audit trail cannot be written at the moment (catalog unreachable?); "
+                                  "request refused, retry later"}).encode()
+    await send({"type": "http.response.start", "status": 503,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"x-amzn-errortype", b"ThrottlingException"), (b"retry-after", b"5")]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _settle(event: Event, scope: Scope, refusal: bytes) -> None:

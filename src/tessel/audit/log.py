@@ -4,7 +4,9 @@ Recording costs a request one deque append, so the audit stays off the hot path'
 The writer flushes every FLUSH_SECONDS (or at MAX_BATCH), extending the hash chain inside one
 catalog transaction that locks the chain's head row, so several servers on one catalog still
 write one unbroken chain. `stop()` drains the queue (durable on a clean shutdown); a crash
-can lose at most the last FLUSH_SECONDS of records.
+can lose at most the last FLUSH_SECONDS of records. When the catalog stays unreachable and the
+queue reaches MAX_QUEUE, the trail fails closed: the front ends refuse requests (`accepting`
+is false) until the writer catches up, so nothing is served without its record.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ log = logging.getLogger("tessel.audit")
 
 FLUSH_SECONDS = 0.25
 MAX_BATCH = 2000
-MAX_QUEUE = 500_000  # beyond this (the catalog unreachable for long) records are dropped, and counted
+MAX_QUEUE = 500_000  # beyond this (the catalog unreachable for long) requests are refused
 
 
 class AuditLog:
@@ -46,13 +48,19 @@ class AuditLog:
     def queued(self) -> int:
         return len(self._queue)
 
+    @property
+    def accepting(self) -> bool:
+        """Whether a request may be served: its record has room in the queue."""
+        return len(self._queue) < MAX_QUEUE
+
     # -- the hot path -------------------------------------------------------------------------------
 
     def record(self, event: Event) -> None:
-        if len(self._queue) >= MAX_QUEUE:
+        if len(self._queue) >= MAX_QUEUE:  # only records of refused requests get here
             self.dropped += 1
             if self.dropped % 10_000 == 1:
-                log.error("audit queue full (catalog unreachable?): %d record(s) dropped so far", self.dropped)
+                log.error("audit queue full (catalog unreachable?): requests are refused; %d refusal(s) not "
+                          "recorded so far", self.dropped)
             return
         self._queue.append(event)
         if len(self._queue) >= MAX_BATCH:

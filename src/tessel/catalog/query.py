@@ -34,6 +34,7 @@ from tessel.catalog.models import ImageSetState
 from tessel.catalog.sql.tables import (dicom_instances, dicom_series, dicom_studies, image_set_versions,
                                        image_sets)
 from tessel.dicom.levels import level_of
+from tessel.documents import int_of, text_of
 from tessel.errors import InvalidInput
 
 LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
@@ -100,23 +101,6 @@ _KEY_DEPTH = {"patient": 0, "study": 1, "series": 2, "instance": 3}
 
 
 # -- writing the index -------------------------------------------------------------------------
-
-def _text(value: Any) -> str | None:
-    if isinstance(value, list):
-        value = value[0] if value else None
-    if value is None or isinstance(value, dict):
-        return None
-    text = str(value).strip()
-    return text or None
-
-
-def _int(value: Any) -> int | None:
-    text = _text(value)
-    try:
-        return int(text) if text is not None else None
-    except ValueError:
-        return None
-
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
@@ -194,7 +178,7 @@ def reindex_image_set(catalog: Any, conn: Connection, datastore_id: str, image_s
         return
     assert image_set is not None
     study_attrs = {**doc["Patient"]["DICOM"], **doc["Study"]["DICOM"]}
-    study_uid = _text(study_attrs.get("StudyInstanceUID")) or image_set.study_instance_uid
+    study_uid = text_of(study_attrs.get("StudyInstanceUID")) or image_set.study_instance_uid
     old: dict[str, str] = {}
     if changed is None:
         old = {r.sop_instance_uid: r.digest for r in conn.execute(_INSTANCE_DIGESTS, at)}
@@ -206,7 +190,7 @@ def reindex_image_set(catalog: Any, conn: Connection, datastore_id: str, image_s
         first: dict[str, Any] | None = None
         first_number = 0
         for sop_uid, node in series["Instances"].items():
-            number = _int(node["DICOM"].get("InstanceNumber")) or 0
+            number = int_of(node["DICOM"].get("InstanceNumber")) or 0
             if changed is None or sop_uid in changed:
                 instance_rows.append(_instance_row(datastore_id, image_set_id, study_uid, series_uid, sop_uid, node))
             if first is None or number < first_number:
@@ -217,11 +201,11 @@ def reindex_image_set(catalog: Any, conn: Connection, datastore_id: str, image_s
         series_rows.append({
             "image_set_id": image_set_id, "series_instance_uid": series_uid, "datastore_id": datastore_id,
             "study_instance_uid": study_uid, "version": image_set.latest_version,
-            "modality": _text(series_attrs.get("Modality")), "series_number": _int(series_attrs.get("SeriesNumber")),
-            "series_description": _text(series_attrs.get("SeriesDescription")),
-            "series_date": normal_date(_text(series_attrs.get("SeriesDate"))),
-            "series_time": normal_time(_text(series_attrs.get("SeriesTime"))),
-            "body_part_examined": _text(series_attrs.get("BodyPartExamined")),
+            "modality": text_of(series_attrs.get("Modality")), "series_number": int_of(series_attrs.get("SeriesNumber")),
+            "series_description": text_of(series_attrs.get("SeriesDescription")),
+            "series_date": normal_date(text_of(series_attrs.get("SeriesDate"))),
+            "series_time": normal_time(text_of(series_attrs.get("SeriesTime"))),
+            "body_part_examined": text_of(series_attrs.get("BodyPartExamined")),
             "number_of_instances": len(series["Instances"]), "updated_at": image_set.updated_at,
             "attrs": _dumps(series_attrs), "study_attrs": study_json})
     if changed is None:
@@ -253,7 +237,7 @@ def _instance_row(datastore_id: str, image_set_id: str, study_uid: str, series_u
                                           str(stored))).encode(), digest_size=16).hexdigest()
     return {"image_set_id": image_set_id, "sop_instance_uid": sop_uid, "datastore_id": datastore_id,
             "study_instance_uid": study_uid, "series_instance_uid": series_uid,
-            "sop_class_uid": _text(d.get("SOPClassUID")), "instance_number": _int(d.get("InstanceNumber")),
+            "sop_class_uid": text_of(d.get("SOPClassUID")), "instance_number": int_of(d.get("InstanceNumber")),
             "number_of_frames": frames, "stored_transfer_syntax_uid": stored if frames else None,
             "pixel": pixel, "digest": digest, "attrs": attrs, "vrs": vrs}
 
@@ -270,16 +254,16 @@ def _refresh_study(conn: Connection, datastore_id: str, study_uid: str) -> None:
     attrs = json.loads(newest.study_attrs)
     sop_classes = sorted(r[0] for r in conn.execute(_STUDY_SOP_CLASSES, study) if r[0])
     modalities = sorted({r.modality for r in rows if r.modality})
-    patient_name = _text(attrs.get("PatientName"))
-    referring = _text(attrs.get("ReferringPhysicianName"))
+    patient_name = text_of(attrs.get("PatientName"))
+    referring = text_of(attrs.get("ReferringPhysicianName"))
     conn.execute(_INSERT_STUDY, dict(
-        datastore_id=datastore_id, study_instance_uid=study_uid, patient_id=_text(attrs.get("PatientID")),
+        datastore_id=datastore_id, study_instance_uid=study_uid, patient_id=text_of(attrs.get("PatientID")),
         patient_name=name_key(patient_name), patient_name_words=name_words(patient_name),
-        patient_birth_date=normal_date(_text(attrs.get("PatientBirthDate"))),
-        patient_sex=_text(attrs.get("PatientSex")), study_date=normal_date(_text(attrs.get("StudyDate"))),
-        study_time=normal_time(_text(attrs.get("StudyTime"))),
-        accession_number=_text(attrs.get("AccessionNumber")), study_id=_text(attrs.get("StudyID")),
-        study_description=_text(attrs.get("StudyDescription")),
+        patient_birth_date=normal_date(text_of(attrs.get("PatientBirthDate"))),
+        patient_sex=text_of(attrs.get("PatientSex")), study_date=normal_date(text_of(attrs.get("StudyDate"))),
+        study_time=normal_time(text_of(attrs.get("StudyTime"))),
+        accession_number=text_of(attrs.get("AccessionNumber")), study_id=text_of(attrs.get("StudyID")),
+        study_description=text_of(attrs.get("StudyDescription")),
         referring_physician_name=name_key(referring), referring_physician_name_words=name_words(referring),
         modalities_in_study=_multi(modalities), sop_classes_in_study=_multi(sop_classes),
         number_of_series=len(rows), number_of_instances=sum(r.number_of_instances for r in rows),

@@ -299,6 +299,13 @@ class DimseServer:
         event = Event(Interface.DIMSE.value, action="dimse:A-ASSOCIATE", principal=f"ae:{calling}"[:128],
                       principal_name="(not authenticated)", auth="dimse", source=host)
         try:
+            if self.audit is not None and not self.audit.accepting:  # fail closed, as the HTTP edge does
+                log.error("DIMSE: rejected %s from %s: the audit trail cannot be written", calling, host)
+                assoc.acse.send_reject(0x02, 0x03, 0x01)  # transient, service provider: temporary congestion
+                assoc.kill()
+                event.detail = "association rejected: the audit trail cannot be written"
+                self._record(event, 0xA700, started)
+                return
             with self._lock:
                 from_host = sum(1 for session in self._sessions.values() if session.address == host)
             if from_host >= MAX_ASSOCIATIONS_PER_HOST:

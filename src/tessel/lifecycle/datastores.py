@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from tessel.blobs import keys
 from tessel.catalog.models import (Datastore, DatastoreId, DatastoreStatus, JobStatus,
                                    LosslessStorageFormat)
-from tessel.catalog.sql.tables import frame_deletions
+from tessel.catalog.sql.tables import frame_deletions, slide_bookmarks
 from tessel.catalog.sql.tables import tags as tag_rows
 from tessel.codecs import HTJ2K_LOSSLESS_RPCL, J2K_LOSSLESS
 from tessel.config import Settings
@@ -132,7 +132,7 @@ def find_or_create(stores: Stores, name: str) -> Datastore:
 
 
 def delete_datastore(stores: Stores, datastore_id: str) -> Datastore:
-    """DELETING, then every blob and tag of the datastore removed, then DELETED; returns it DELETED.
+    """DELETING, then every blob, tag and slide bookmark of the datastore removed, then DELETED.
 
     Refused (Conflict) while it holds image sets or runs import jobs.
     """
@@ -155,6 +155,7 @@ def _finish_deleting(stores: Stores, ds: Datastore) -> Datastore:
         stores.blobs.delete(key)
     with stores.catalog.write() as conn:
         conn.execute(sa.delete(frame_deletions).where(frame_deletions.c.datastore_id == ds.id))
+        conn.execute(sa.delete(slide_bookmarks).where(slide_bookmarks.c.datastore_id == ds.id))  # notes: PHI
         conn.execute(sa.delete(tag_rows).where(sa.or_(  # its image sets' tags too
             tag_rows.c.resource_arn == arn, tag_rows.c.resource_arn.startswith(arn + "/"))))
         stores.catalog.set_datastore_status(conn, ds.id, DatastoreStatus.DELETED, time.time())

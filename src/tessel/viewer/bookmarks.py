@@ -167,6 +167,9 @@ def list_bookmarks(stores: Stores, datastore_id: str, study_uid: str,
 
 
 def get_bookmark(stores: Stores, datastore_id: str, study_uid: str, bookmark_id: str) -> Bookmark:
+    """One bookmark of a study that is in the datastore (the bookmarks of a study whose image sets
+    were all deleted are not served; they come back if the study is imported again)."""
+    instances.locate(stores.catalog, datastore_id, study_uid)
     b = slide_bookmarks
     with stores.catalog.read() as conn:
         row = conn.execute(sa.select(b).where(b.c.id == bookmark_id, b.c.datastore_id == datastore_id,
