@@ -25,10 +25,10 @@ from tessel.auth.oidc import Bearer, oidc_from_settings
 from tessel.auth.tokens import TokenSigner
 from tessel.config import Settings
 from tessel.crypto import AUDIT_CHAIN
-from tessel.dicomweb.lane import FrameLane
 from tessel.dimse import DimseServer
 from tessel.errors import Conflict, Unavailable
 from tessel.ingest import jobs
+from tessel.lane import Lane, Middleware
 from tessel.limits import RequestLimits
 from tessel.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from tessel.metrics import Metrics, gauge
@@ -163,10 +163,16 @@ def create_app(settings: Settings, stores: Stores | None = None, *, no_auth: boo
     dicomweb.install(app, no_auth=no_auth)  # /datastore/{datastoreId}/studies..., before the AHI catch-alls
     viewer.install(app)  # /viewer/ pages and /viewer/api/ (shares DICOMweb's token signer)
     ahi.install(app)  # the AHI API sits on the root path
-    app.add_middleware(RequestLimits)  # size, body read timeout (inside the audit: refusals are recorded)
-    app.add_middleware(AuditMiddleware, audit=audit)  # inside CORS: preflights are not requests to audit
-    app.add_middleware(CORSMiddleware, **dicomweb.cors_options(settings))  # browsers on other origins
+    for middleware, options in edge_middleware(settings, audit):
+        app.add_middleware(middleware, **options)
     return app
+
+
+def edge_middleware(settings: Settings, audit: AuditLog) -> list[Middleware]:
+    """The middleware every HTTP request passes, innermost first (the frame lane's too)."""
+    return [(RequestLimits, {}),  # size, body read timeout (inside the audit: refusals are recorded)
+            (AuditMiddleware, {"audit": audit}),  # inside CORS: preflights are not requests to audit
+            (CORSMiddleware, dicomweb.cors_options(settings))]  # browsers on other origins
 
 
 def _state_gauges(stores: Stores, audit: AuditLog, dimse: DimseServer) -> list[Any]:
@@ -222,10 +228,11 @@ def serve(settings: Settings, *, no_auth: bool = False) -> None:
         app.state.dimse.bind()  # a taken DICOM port fails here, with its one-line reason
         # No access log unless asked for (--access-log, for debugging): request lines carry UIDs and
         # query strings (PHI); the audit trail records every request.
-        # Frame requests skip the routing and middleware layers that do nothing for them (dicomweb/lane.py);
-        # with a local catalog and local blobs their lookup and read run on the event loop.
+        # Frame requests skip the routing and FastAPI layers that do nothing for them (lane.py); with
+        # a local catalog and local blobs their lookup and read run on the event loop.
         local = settings.catalog_url is None and (settings.blob_url or "file:").startswith("file:")
-        served = FrameLane(app, app.state.audit, inline=local)
+        served = Lane(app, edge_middleware(settings, app.state.audit),
+                      [dicomweb.frames_route(inline=local), ahi.frame_route(inline=local)])
         config = uvicorn.Config(served, log_level="warning", access_log=settings.access_log, timeout_keep_alive=15,
                                 limit_concurrency=2000)
         if settings.access_log:  # uvicorn logs requests at INFO, under the server's WARNING level

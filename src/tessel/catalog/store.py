@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from tessel.catalog.models import (Datastore, DatastoreId, DatastoreStatus, FrameLocation, ImageSet,
+from tessel.catalog.models import (Datastore, DatastoreId, DatastoreStatus, FrameLocation, ImageFrameId, ImageSet,
                                    ImageSetId, ImageSetState, ImageSetVersion,
                                    ImageSetWorkflowStatus, ImportJob, JobId, JobStatus,
                                    LosslessStorageFormat)
@@ -77,6 +77,10 @@ _INSERT_FRAMES = sa.insert(frames)
 _FIND_IMAGE_SETS: dict[tuple[str, ...], Any] = {}
 _DATASTORE = sa.select(datastores).where(datastores.c.id == sa.bindparam("id"))
 _DatastoreRow = collections.namedtuple("_DatastoreRow", [c.name for c in datastores.c])  # type: ignore[misc]
+# GetImageFrame's one lookup (a hot read: strings and integers only).
+_FRAME = sa.select(frames.c.sop_instance_uid, frames.c.frame_number, frames.c.transfer_syntax_uid,
+                   frames.c.size).where(frames.c.image_set_id == sa.bindparam("image_set_id"),
+                                        frames.c.frame_id == sa.bindparam("frame_id"))
 
 
 class Catalog:
@@ -272,14 +276,13 @@ class Catalog:
         return int(n_series), int(n_instances)
 
     def get_frame(self, image_set_id: str, frame_id: str) -> FrameLocation | None:
-        with self.read() as conn:
-            row = conn.execute(sa.select(frames).where(frames.c.image_set_id == image_set_id,
-                                                       frames.c.frame_id == frame_id)).first()
-        if row is None:
+        rows = self.hot.rows(_FRAME, {"image_set_id": image_set_id, "frame_id": frame_id})
+        if not rows:
             return None
-        return FrameLocation(image_set_id=ImageSetId(row.image_set_id), frame_id=row.frame_id,
-                             sop_instance_uid=row.sop_instance_uid, frame_number=row.frame_number,
-                             transfer_syntax_uid=row.transfer_syntax_uid, size=row.size)
+        sop_instance_uid, frame_number, transfer_syntax_uid, size = rows[0]
+        return FrameLocation(image_set_id=ImageSetId(image_set_id), frame_id=ImageFrameId(frame_id),
+                             sop_instance_uid=sop_instance_uid, frame_number=frame_number,
+                             transfer_syntax_uid=transfer_syntax_uid, size=size)
 
     # -- import jobs --------------------------------------------------------------------------
 

@@ -13,10 +13,10 @@ from fastapi import FastAPI
 
 from tessel.auth.tokens import TokenSigner
 from tessel.config import Settings
-from tessel.dicomweb.routes import build_router
+from tessel.dicomweb.routes import build_router, frames_route
 from tessel.retrieve import instances
 
-__all__ = ["build_router", "cors_options", "install"]
+__all__ = ["build_router", "cors_options", "frames_route", "install"]
 
 # Headers browsers may send (Authorization for Basic/Bearer/SigV4) and read back.
 ALLOWED_HEADERS = ["Authorization", "Accept", "Content-Type", "X-Amz-Date", "X-Amz-Content-Sha256",

@@ -9,6 +9,7 @@ image set at the instance, series and study retrieval levels.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -26,6 +27,7 @@ from tessel.dicomweb import access, multipart, qido, render, stow, wado
 from tessel.dicomweb import json as dicom_json
 from tessel.dicomweb.errors import error_response
 from tessel.errors import InvalidInput, NotFound, Unsupported
+from tessel.lane import Route
 from tessel.lifecycle.datastores import get_datastore
 from tessel.retrieve import instances, part10
 from tessel.retrieve.instances import InstanceRef
@@ -253,10 +255,20 @@ def _frames_response(stored: instances.StoredFrames, answer: wado.FrameAnswer) -
 
 
 def frames_endpoint(*, inline: bool = False) -> Callable[[Request], Awaitable[Response]]:
-    """The frames endpoint (also served by lane.FrameLane). `inline` when the catalog and the
+    """The frames endpoint (also served by lane.Lane). `inline` when the catalog and the
     blobs are local (SQLite, files): one lookup and one read then take less than the thread
     pool hop they would save."""
     return _endpoint(FRAMES_ACTION, _frames, inline=inline)
+
+
+# The frames path as the router matches it for frames_endpoint (build_router), for lane.Lane.
+_FRAMES_PATH = re.compile(r"/datastore/(?P<datastore_id>[^/]+)/studies/(?P<study>[^/]+)/series/(?P<series>[^/]+)"
+                          r"/instances/(?P<sop>[^/]+)/frames/(?P<frames>[^/]+)")
+
+
+def frames_route(*, inline: bool = False) -> Route:
+    """WADO-RS frames on lane.Lane's short path (a GET: no body)."""
+    return Route("GET", _FRAMES_PATH, frames_endpoint(inline=inline))
 
 
 def _one_ref(ctx: Ctx) -> InstanceRef:
