@@ -354,11 +354,26 @@ def test_the_datastore_quota(limited: Server) -> None:
         client.delete_datastore(datastoreId=datastore)
 
 
-def test_the_concurrent_import_job_quota(limited: Server) -> None:
-    client = patient(limited)
+@pytest.fixture(scope="module")
+def one_job(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """TESSEL_MAX_IMPORT_JOBS=1 without a rate limit: the three starts come within milliseconds, so the
+    first job is still running (throttled calls a second apart outlived a fast import)."""
+    data_dir = tmp_path_factory.mktemp("one-job") / "data"
+    proc, port = start_server(data_dir, server_env(
+        TESSEL_ACCESS_KEY_ID=KEY_ID, TESSEL_SECRET_ACCESS_KEY=SECRET, TESSEL_MAX_IMPORT_JOBS="1"))
+    try:
+        yield Server(url=f"http://127.0.0.1:{port}", port=port, data_dir=data_dir, proc=proc)
+    finally:
+        _, err = stop_server(proc, data_dir)
+        assert "InternalServerException" not in err and "Traceback" not in err, err
+
+
+def test_the_concurrent_import_job_quota(one_job: Server) -> None:
+    limited = one_job
+    client = limited.client()
     datastore = client.create_datastore(datastoreName="jobs")["datastoreId"]
     folder = limited.new_folder()
-    make_series(folder, 20)  # enough that the first job is still running when the next ones come
+    make_series(folder, 120, rows=128, columns=128)  # the first job still runs when the next ones come
     started, refused = [], []
     for _ in range(3):
         try:
