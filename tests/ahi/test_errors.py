@@ -296,17 +296,21 @@ def test_import_options_tessel_cannot_honour_are_refused_by_name(client: Any, se
 # -- a server with small limits: TESSEL_MAX_DATASTORES, TESSEL_MAX_IMPORT_JOBS, TESSEL_RATE_LIMIT --------
 
 
-@pytest.fixture(scope="module")
-def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    data_dir = tmp_path_factory.mktemp("limited") / "data"
-    proc, port = start_server(data_dir, server_env(
-        TESSEL_ACCESS_KEY_ID=KEY_ID, TESSEL_SECRET_ACCESS_KEY=SECRET, TESSEL_MAX_DATASTORES="2",
-        TESSEL_MAX_IMPORT_JOBS="1", TESSEL_RATE_LIMIT="1"))
+def _server_with(tmp_path_factory: pytest.TempPathFactory, name: str, **limits: str) -> Iterator[Server]:
+    data_dir = tmp_path_factory.mktemp(name) / "data"
+    proc, port = start_server(data_dir, server_env(TESSEL_ACCESS_KEY_ID=KEY_ID, TESSEL_SECRET_ACCESS_KEY=SECRET,
+                                                   **limits))
     try:
         yield Server(url=f"http://127.0.0.1:{port}", port=port, data_dir=data_dir, proc=proc)
     finally:
         _, err = stop_server(proc, data_dir)
         assert "InternalServerException" not in err and "Traceback" not in err, err
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    yield from _server_with(tmp_path_factory, "limited", TESSEL_MAX_DATASTORES="2", TESSEL_MAX_IMPORT_JOBS="1",
+                            TESSEL_RATE_LIMIT="1")
 
 
 def patient(limited: Server) -> Any:
@@ -358,28 +362,20 @@ def test_the_datastore_quota(limited: Server) -> None:
 def one_job(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """TESSEL_MAX_IMPORT_JOBS=1 without a rate limit: the three starts come within milliseconds, so the
     first job is still running (throttled calls a second apart outlived a fast import)."""
-    data_dir = tmp_path_factory.mktemp("one-job") / "data"
-    proc, port = start_server(data_dir, server_env(
-        TESSEL_ACCESS_KEY_ID=KEY_ID, TESSEL_SECRET_ACCESS_KEY=SECRET, TESSEL_MAX_IMPORT_JOBS="1"))
-    try:
-        yield Server(url=f"http://127.0.0.1:{port}", port=port, data_dir=data_dir, proc=proc)
-    finally:
-        _, err = stop_server(proc, data_dir)
-        assert "InternalServerException" not in err and "Traceback" not in err, err
+    yield from _server_with(tmp_path_factory, "one-job", TESSEL_MAX_IMPORT_JOBS="1")
 
 
 def test_the_concurrent_import_job_quota(one_job: Server) -> None:
-    limited = one_job
-    client = limited.client()
+    client = one_job.client()
     datastore = client.create_datastore(datastoreName="jobs")["datastoreId"]
-    folder = limited.new_folder()
+    folder = one_job.new_folder()
     make_series(folder, 120, rows=128, columns=128)  # the first job still runs when the next ones come
     started, refused = [], []
     for _ in range(3):
         try:
             started.append(client.start_dicom_import_job(
                 datastoreId=datastore, dataAccessRoleArn=ROLE_ARN, inputS3Uri=folder.as_uri() + "/",
-                outputS3Uri=limited.new_folder("out").as_uri() + "/")["jobId"])
+                outputS3Uri=one_job.new_folder("out").as_uri() + "/")["jobId"])
         except ClientError as exc:
             refused.append(exc.response)
     assert len(started) == 1 and len(refused) == 2
@@ -394,5 +390,5 @@ def test_the_concurrent_import_job_quota(one_job: Server) -> None:
     # with the first job done, the next one is taken
     assert client.start_dicom_import_job(datastoreId=datastore, dataAccessRoleArn=ROLE_ARN,
                                          inputS3Uri=folder.as_uri() + "/",
-                                         outputS3Uri=limited.new_folder("out").as_uri() + "/")["jobStatus"] == \
+                                         outputS3Uri=one_job.new_folder("out").as_uri() + "/")["jobStatus"] == \
         "SUBMITTED"
