@@ -7,6 +7,7 @@ import os
 import signal
 import zlib
 from pathlib import Path
+from typing import Callable
 
 import psutil
 import pydicom
@@ -40,22 +41,26 @@ def _our_workers() -> list[psutil.Process]:
     return found
 
 
-def test_a_worker_killed_mid_job_loses_no_file(stores: Stores, tmp_path: Path) -> None:
-    ds = create_datastore(stores, "t")
-    # 160 files: the job records (and reports) after 64 while the rest is still to do
-    files = make_series(tmp_path / "in", 160, rows=64, columns=64)
-    job = jobs.start_import_job(stores, ds.id, (tmp_path / "in").as_uri(), (tmp_path / "out").as_uri())
-    killed: list[int] = []
-
-    def kill_one_worker(progress: jobs.JobProgress) -> None:
-        if killed or not 0 < progress.files_done < progress.files_total:
+def _killing_workers(times: int, killed: list[int]) -> Callable[[jobs.JobProgress], None]:
+    """A progress callback that SIGKILLs one staging worker at each report mid-job, `times` in all."""
+    def kill_one(progress: jobs.JobProgress) -> None:
+        if len(killed) >= times or not 0 < progress.files_done < progress.files_total:
             return
         for worker in _our_workers():
             os.kill(worker.pid, signal.SIGKILL)
             killed.append(worker.pid)
             return
 
-    summary = jobs.run_import_job(stores, job.id, progress=kill_one_worker)
+    return kill_one
+
+
+def test_a_worker_killed_mid_job_loses_no_file(stores: Stores, tmp_path: Path) -> None:
+    ds = create_datastore(stores, "t")
+    # 160 files: the job records (and reports) after 64 while the rest is still to do
+    files = make_series(tmp_path / "in", 160, rows=64, columns=64)
+    job = jobs.start_import_job(stores, ds.id, (tmp_path / "in").as_uri(), (tmp_path / "out").as_uri())
+    killed: list[int] = []
+    summary = jobs.run_import_job(stores, job.id, progress=_killing_workers(1, killed))
     assert killed, "the job finished before a worker could be killed"
     assert (summary.imported, summary.failed) == (160, 0)
     (image_set,) = summary.image_sets
@@ -78,16 +83,7 @@ def test_after_a_worker_died_only_a_file_that_kills_one_again_is_failed(stores: 
     make_series(tmp_path / "in", 160, rows=64, columns=64)
     job = jobs.start_import_job(stores, ds.id, (tmp_path / "in").as_uri(), (tmp_path / "out").as_uri())
     killed: list[int] = []
-
-    def kill_workers_twice(progress: jobs.JobProgress) -> None:
-        if len(killed) >= 2 or not 0 < progress.files_done < progress.files_total:
-            return
-        for worker in _our_workers():
-            os.kill(worker.pid, signal.SIGKILL)
-            killed.append(worker.pid)
-            return
-
-    summary = jobs.run_import_job(stores, job.id, progress=kill_workers_twice)
+    summary = jobs.run_import_job(stores, job.id, progress=_killing_workers(2, killed))
     assert len(killed) == 2, "the job finished before two workers could be killed"
     assert summary.imported + summary.failed == 160
     assert summary.failed <= 1
