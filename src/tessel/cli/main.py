@@ -33,9 +33,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if not settings.dask_scheduler:
+        from tessel.forkserver import fork_server
+
+        fork_server()  # it imports the staging code while this process imports the rest, side by side
     from tessel.cli.importing import import_path
 
-    settings = _settings(args)
     summary = import_path(settings, Path(args.path), args.datastore)
     return 0 if summary.failed == 0 else 3
 

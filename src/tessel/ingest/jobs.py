@@ -12,8 +12,6 @@ import concurrent.futures as cf
 import gzip
 import json
 import logging
-import multiprocessing
-import multiprocessing.forkserver
 import os
 import secrets
 import socket
@@ -28,6 +26,7 @@ from tessel.blobs.s3 import S3Client, s3_client
 from tessel.catalog.models import DatastoreStatus, ImportJob, JobId, JobStatus
 from tessel.config import Settings
 from tessel.errors import Conflict, InvalidInput, NotFound, TesselError, Unavailable
+from tessel.forkserver import fork_server
 from tessel.ingest.assemble import Placement, assemble
 from tessel.ingest.locations import parse_location
 from tessel.ingest.staging import StagingOptions, stage_file
@@ -188,7 +187,7 @@ def run_import_job(stores: Stores, job_id: str, *,
 def _run(stores: Stores, job: ImportJob, progress: Callable[[JobProgress], None] | None,
          lease: _JobLease) -> JobSummary:
     if not stores.settings.dask_scheduler:
-        _fork_server()  # its imports take a second or two: let them run while the source is scanned
+        fork_server()  # its imports take a second or two: let them run while the source is scanned
     source = parse_location(job.input_uri, stores.settings)
     if not source.exists():
         raise InvalidInput(f"input {job.input_uri} does not exist")
@@ -286,25 +285,9 @@ def _stage_task(paths: list[str], options: StagingOptions) -> list[dict[str, Any
     return [stage_one(path, _worker_blobs, _source_client, options) for path in paths]
 
 
-def _fork_server() -> Any:
-    """The context of the staging pools, its fork server started (once per process; it stays).
-
-    forkserver, not fork: the parent may run threads (the server, the progress bar). The fork
-    server imports the staging code once and every worker is forked from it ready to go;
-    without the preload each worker re-imported pydicom, imagecodecs and tessel itself
-    (seconds per job, longer than a small import takes). "__main__" too: else every worker
-    imports the main module again (the `tessel` script and what it imports) before its first
-    file. Starting it does not wait for its imports, so a job starts it first thing and
-    scans its source meanwhile."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["__main__", __name__])
-    multiprocessing.forkserver.ensure_running()
-    return context
-
-
 def _pool(stores: Stores) -> cf.Executor:
     workers = stores.settings.resolved_workers
-    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=_fork_server(), initializer=_worker_init,
+    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=fork_server(), initializer=_worker_init,
                                   initargs=(stores.settings.resolved_blob_url, stores.settings))
 
 

@@ -41,7 +41,6 @@ import concurrent.futures as cf
 import functools
 import json
 import logging
-import multiprocessing
 import os
 import queue
 import threading
@@ -58,6 +57,7 @@ from tessel.dicom.models import ParsedInstance
 from tessel.dicom.syntaxes import SYNTAXES
 from tessel.ingest.spool import Kind, Segment, Spool, read_segment
 from tessel.errors import NotFound, TesselError, Unavailable
+from tessel.forkserver import fork_server
 from tessel.ingest.staging import StagingOptions, stage_bytes, stage_parsed
 from tessel.ingest.writer import writer_of
 from tessel.lifecycle.datastores import get_datastore, lossless_syntax
@@ -346,11 +346,9 @@ class StoreQueue:
 
     def _executor(self) -> cf.ProcessPoolExecutor:
         if self._pool is None:
-            # forkserver (the parent runs threads); the fork server imports the staging code once,
-            # so a staging process starts in milliseconds, not seconds (as import jobs do).
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["tessel.ingest.jobs", __name__])
-            self._pool = cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=context,
+            # A staging process forks from the fork server: it starts in milliseconds, not seconds.
+            self._pool = cf.ProcessPoolExecutor(max_workers=self.workers,
+                                                mp_context=fork_server(("tessel.ingest.jobs", __name__)),
                                                 initializer=_worker_init, initargs=(self.stores.settings,))
         return self._pool
 
