@@ -55,7 +55,6 @@ from tessel.codecs.syntaxes import (
     J2K_LOSSLESS,
     J2K_MC,
     J2K_MC_LOSSLESS,
-    JPEG_BASELINE_8BIT,
     JPEG_PROGRESSIVE,
     JPEG_SPECTRAL,
     JPEG_XL,
