@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
 from dataclasses import replace
@@ -15,6 +16,7 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.pixels.decoders.base import get_decoder
+from pydicom.pixels.processing import convert_color_space
 from pydicom.pixels.utils import iter_pixels, pack_bits
 from pydicom.uid import UID
 
@@ -245,6 +247,114 @@ def test_lossy_streams_labelled_lossless_go_to_pydicom() -> None:
     assert np.array_equal(decode_frame(stream, info), _decode_with_pydicom(stream, info, row))
     irreversible = bytes(imagecodecs.htj2k_encode(arr, level=0.5, reversible=False))
     assert fast.htj2k_lossless(irreversible, info_for(arr, HTJ2K_LOSSLESS)) is None
+
+
+def smooth_picture(rows: int, columns: int, samples: int, bits: int = 8) -> Array:
+    """A photo-like frame (gradients, texture, a little noise): what lossy JPEG is made for."""
+    y, x = np.mgrid[0:rows, 0:columns]
+    planes = [0.5 + 0.3 * np.sin(x / (7 + 3 * k)) * np.cos(y / (5 + 2 * k)) + rng.normal(0, 0.01, (rows, columns))
+              for k in range(samples)]
+    arr = np.clip(np.stack(planes, axis=-1), 0, 1) * ((1 << bits) - 1)
+    return arr.astype("u1" if bits <= 8 else "<u2").squeeze()
+
+
+def pillow_decode(stream: bytes, *, as_rgb: bool) -> Array:
+    """What a client decoding with Pillow (libjpeg-turbo) gets: RGB, or the YCbCr samples."""
+    image_module = pytest.importorskip("PIL.Image", reason="Pillow is not installed")
+    image = image_module.open(io.BytesIO(stream))
+    if image.mode == "RGB" and not as_rgb:
+        image.draft("YCbCr", image.size)  # no colour conversion in libjpeg-turbo
+    return np.asarray(image)
+
+
+# (label, subsampling, encoder colour space, whether pydicom shows it as RGB)
+LOSSY_COLOUR = [
+    ("YBR_FULL_422", "422", None, False),  # whole-slide tiles: stay YCbCr
+    ("YBR_FULL", "444", None, False),
+    ("RGB", "420", None, True),  # a JFIF stream labelled RGB: pydicom shows RGB
+    ("RGB", "444", "RGB", False),  # component IDs "RGB", Adobe: the samples are RGB already
+]
+
+
+@pytest.mark.parametrize(("photometric", "subsampling", "colorspace", "as_rgb"), LOSSY_COLOUR)
+@pytest.mark.parametrize("ts", ["1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"])
+def test_lossy_jpeg_colour_frames_decode_in_pydicom_colour_space_with_libjpeg_turbo(
+        ts: str, photometric: str, subsampling: str, colorspace: str | None, as_rgb: bool) -> None:
+    source = smooth_picture(48, 64, 3)
+    kwargs = {"colorspace": colorspace, "outcolorspace": colorspace} if colorspace else {}
+    stream = bytes(imagecodecs.jpeg8_encode(source, level=85, subsampling=subsampling, **kwargs))
+    info = info_for(source, ts, photometric=photometric)
+    row = syntax(ts)
+    assert row is not None
+    ours = fast.FAST_DECODERS[ts](stream, info)
+    assert ours is not None, "the fast path declined a plain stream"
+    assert np.array_equal(decode_frame(stream, info), ours)
+    theirs = _decode_with_pydicom(stream, info, row)  # pylibjpeg, as tessel decoded before
+    assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
+    # Same colour space as pydicom; the samples differ at most by the decoders' rounding.
+    difference = np.abs(ours.astype(int) - theirs.astype(int))
+    assert difference.max() <= (8 if as_rgb else 2) and difference.mean() < 0.5
+    # Exactly what Pillow gives (the checksum a client decoding with libjpeg-turbo computes).
+    if colorspace is None:
+        assert np.array_equal(ours, pillow_decode(stream, as_rgb=as_rgb))
+    # And the right colours: RGB frames look like the source, YBR ones like its YCbCr.
+    # (A colour-space mix-up is off by tens on average; JPEG at level 85 by a few.)
+    expected = source if as_rgb or colorspace == "RGB" else convert_color_space(source, "RGB", "YBR_FULL")
+    assert np.abs(ours.astype(int) - expected.astype(int)).mean() < 5
+
+
+@pytest.mark.parametrize(("bits", "ts"), [(8, "1.2.840.10008.1.2.4.50"), (8, "1.2.840.10008.1.2.4.51"),
+                                          (12, "1.2.840.10008.1.2.4.51")])
+@pytest.mark.parametrize("bits_allocated_stored", ["as-precision", "wider"])
+def test_lossy_jpeg_grey_frames_decode_with_libjpeg_turbo(bits: int, ts: str, bits_allocated_stored: str) -> None:
+    source = smooth_picture(40, 56, 1, bits)
+    stream = bytes(imagecodecs.jpeg8_encode(source, level=90, bitspersample=bits))
+    info = info_for(source, ts, bits_stored=bits)
+    row = syntax(ts)
+    assert row is not None
+    if bits_allocated_stored == "wider" and bits == 8:
+        # Bits Allocated 16 for an 8-bit stream: the fast path declines and pydicom decides
+        # (it refuses this one, as it did before the fast path).
+        info = replace(info, bits_allocated=16)
+        assert fast.jpeg_lossy(stream, info) is None
+        with pytest.raises(CodecError, match="could not be decoded: pylibjpeg: "):
+            decode_frame(stream, info)
+        return
+    if bits_allocated_stored == "wider":
+        info = replace(info, bits_stored=10, high_bit=9)  # pydicom clears the bits above Bits Stored
+    ours = fast.jpeg_lossy(stream, info)
+    assert ours is not None
+    theirs = _decode_with_pydicom(stream, info, row)
+    assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
+    # Rounding differences, counted modulo Bits Stored (1023 and 1024 masked to 10 bits are 1 apart).
+    modulus = 1 << info.bits_stored
+    difference = np.mod(ours.astype(int) - theirs.astype(int), modulus)
+    assert np.minimum(difference, modulus - difference).max() <= 2
+    assert int(ours.max()) < modulus
+    if bits == 8:
+        assert np.array_equal(ours, pillow_decode(stream, as_rgb=False))
+
+
+def test_lossy_jpeg_the_fast_path_does_not_take_goes_to_pydicom() -> None:
+    source = smooth_picture(32, 32, 3)
+    stream = bytes(imagecodecs.jpeg8_encode(source, level=85))
+    ybr = info_for(source, "1.2.840.10008.1.2.4.50", photometric="YBR_FULL")
+    assert fast.jpeg_lossy(stream, replace(ybr, planar_configuration=1)) is None
+    grey = np.ascontiguousarray(source[..., 0])
+    progressive = bytes(imagecodecs.jpeg8_encode(grey, level=85))
+    progressive = progressive.replace(b"\xff\xc0", b"\xff\xc2", 1)  # SOF2 marker, not a baseline process
+    assert fast.jpeg_lossy(progressive, info_for(grey, "1.2.840.10008.1.2.4.50")) is None
+
+
+def test_corrupt_lossy_jpeg_frames_raise_codec_error_naming_the_plugins() -> None:
+    source = smooth_picture(32, 32, 3)
+    whole = bytes(imagecodecs.jpeg8_encode(source, level=85))
+    stream = whole[:whole.index(b"\xff\xc4") + 10]  # cut off inside its first Huffman table
+    info = info_for(source, "1.2.840.10008.1.2.4.50", photometric="YBR_FULL_422")
+    with pytest.raises(RuntimeError):
+        fast.jpeg_lossy(stream, info)  # libjpeg-turbo refuses it; pydicom's plugins then say why
+    with pytest.raises(CodecError, match=r"JPEG Baseline \(Process 1\) frame could not be decoded: pylibjpeg: "):
+        decode_frame(stream, info)
 
 
 @pytest.mark.parametrize(("dtype", "bits", "samples"), [("u1", 8, 1), ("u2", 12, 1), ("u2", 16, 1), ("u1", 8, 3)])

@@ -4,9 +4,11 @@
 frame. Native layouts are handled in `native`; lossless JPEG, JPEG-LS and HTJ2K streams
 take the exact imagecodecs paths in `fast`; everything else goes through pydicom's own
 decoder machinery (pylibjpeg first, as the corpus CRCs were made), so quirks such as J2K
-signedness or precision that disagree with the header are corrected the same way. One
-refinement for lossy frames, which are only decoded to be shown: a JFIF stream labelled
-RGB comes out as RGB (pydicom's default), not as the YCbCr samples it holds.
+signedness or precision that disagree with the header are corrected the same way. Two
+refinements for lossy frames, which are only decoded to be shown: a JFIF stream labelled
+RGB comes out as RGB (pydicom's default), not as the YCbCr samples it holds; and lossy
+JPEG (baseline, extended) is decoded by libjpeg-turbo (`fast.jpeg_lossy`), whose samples
+may differ from libjpeg's by a rounding step, as lossy decoders may.
 
 Frames tessel writes itself (HTJ2K, J2K, native ELE) are encoded and decoded with
 imagecodecs directly: that is the path every ingested frame takes (decode, encode, verify).
@@ -33,11 +35,9 @@ import numpy as np
 import numpy.typing as npt
 from pydicom.encaps import encapsulate
 from pydicom.pixels.decoders.base import get_decoder
-from pydicom.pixels.utils import _get_jpg_parameters  # the parser pydicom's runner itself uses
-from pydicom.uid import JPEGLSTransferSyntaxes, JPEGTransferSyntaxes
 
 from tessel.codecs.errors import CodecError
-from tessel.codecs.fast import FAST_DECODERS
+from tessel.codecs.fast import FAST_DECODERS, conformed_photometric
 from tessel.codecs.native import (
     correct_unused_bits,
     decode_native,
@@ -55,7 +55,6 @@ from tessel.codecs.syntaxes import (
     J2K_LOSSLESS,
     J2K_MC,
     J2K_MC_LOSSLESS,
-    JPEG_BASELINE_8BIT,
     JPEG_PROGRESSIVE,
     JPEG_SPECTRAL,
     JPEG_XL,
@@ -71,7 +70,8 @@ Array = npt.NDArray[Any]
 Buffer = bytes | bytearray | memoryview
 
 # pylibjpeg first: the reference CRCs were made with it, and for lossy JPEG the
-# decoders differ (libjpeg vs GDCM); the others are fallbacks for streams it refuses.
+# decoders differ (libjpeg vs GDCM); the others are fallbacks for streams it refuses
+# (lossy JPEG reaches pydicom only when the libjpeg-turbo fast path declined or failed).
 _PLUGIN_ORDER = ("pylibjpeg", "gdcm", "pydicom")
 
 # Five wavelet decompositions: six resolutions to serve thumbnails from (OpenJPH's default).
@@ -234,27 +234,6 @@ def _checked(arr: Array, info: PixelInfo, row: TransferSyntax) -> Array:
     return arr
 
 
-_YBR_FULL = ("YBR_FULL", "YBR_FULL_422")
-_RGB_COMPONENT_IDS = ([82, 71, 66], [114, 103, 98])  # "RGB" / "rgb" in ASCII
-
-
-def _conformed_photometric(frame: bytes, info: PixelInfo, row: TransferSyntax) -> str:
-    """The colour space pydicom infers from a JPEG/JPEG-LS stream's markers.
-
-    pydicom's runner applies the same rules (`DecodeRunner._conform_jpg_colorspace`) but
-    warns each time; passing the conformed value gives the same pixels without the warning.
-    """
-    pi = info.photometric_interpretation
-    if info.samples_per_pixel != 3 or row.uid not in (*JPEGTransferSyntaxes, *JPEGLSTransferSyntaxes):
-        return pi
-    params = _get_jpg_parameters(frame)
-    if params.get("component_ids") in _RGB_COMPONENT_IDS:
-        return "RGB"
-    if "YBR" not in pi and any(app.startswith(b"JFIF") for app in params.get("app", {}).values()):
-        return "YBR_FULL_422" if row.uid == JPEG_BASELINE_8BIT else "YBR_FULL"
-    return pi
-
-
 def _decode_retired_jpeg(data: Buffer, info: PixelInfo, row: TransferSyntax) -> Array:
     if info.samples_per_pixel != 1:
         raise CodecError(f"{row.name} colour frames are not decoded here", transfer_syntax_uid=row.uid)
@@ -279,7 +258,7 @@ def _decode_with_pydicom(data: Buffer, info: PixelInfo, row: TransferSyntax) -> 
     # exactly as it treats a frame of a file (plugin options, sign and colour handling).
     frame = bytes(data)
     src = encapsulate([frame], has_bot=False)
-    photometric = _conformed_photometric(frame, info, row)
+    photometric = conformed_photometric(frame, info, row.uid)
     options: dict[str, Any] = {
         "rows": info.rows,
         "columns": info.columns,
@@ -292,8 +271,8 @@ def _decode_with_pydicom(data: Buffer, info: PixelInfo, row: TransferSyntax) -> 
         "number_of_frames": 1,
         # Lossless: the stored samples, whatever the label. Lossy (kept as is, decoded only
         # to be shown): pydicom's default, which turns a JFIF stream labelled RGB into RGB;
-        # frames labelled YBR_FULL(_422) stay in that colour space either way.
-        "as_rgb": not row.lossless and info.photometric_interpretation not in _YBR_FULL,
+        # frames labelled YBR_FULL(_422) stay in that colour space either way (fast.lossy_as_rgb).
+        "as_rgb": not row.lossless and info.photometric_interpretation not in ("YBR_FULL", "YBR_FULL_422"),
     }
     failures = []
     for plugin in plugins:
