@@ -13,15 +13,14 @@ numbers, binary values InlineBinary, and bulk data (values stored apart, over
 from __future__ import annotations
 
 import functools
-import json
 import math
 import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import orjson
 from pydicom.datadict import dictionary_VR
 
+from tessel import documents
 from tessel.dicom.fromjson import tag_of, vr_of
 from tessel.dicom.vrs import BINARY_VRS
 
@@ -151,11 +150,7 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def dumps(value: Any) -> bytes:
-    try:
-        return orjson.dumps(value)  # 10x the standard library on QIDO and metadata answers
-    except (orjson.JSONEncodeError, TypeError):  # an integer past 64 bits, say
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+dumps = documents.dumps  # orjson: 10x the standard library on QIDO and metadata answers
 
 
 def element(vr: str, *values: Any) -> Json:

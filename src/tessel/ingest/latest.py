@@ -14,7 +14,6 @@ transaction committed, so a failed or raced commit never leaves a wrong document
 
 from __future__ import annotations
 
-import json
 import threading
 import zlib
 from collections import OrderedDict
@@ -24,12 +23,8 @@ from typing import Any
 from tessel import documents
 
 CAPACITY = 8  # image sets kept (a whole-slide document is a few MB decoded)
-_TAIL = "}}}}}"  # closes: last instance node, Instances, the series, Series, Study, the document
+_TAIL = b"}}}}}"  # closes: last instance node, Instances, the series, Series, Study, the document
 _LEVEL = 5  # as documents.encode
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass(slots=True)
@@ -50,7 +45,7 @@ class Latest:
         """The gzip bytes of `doc` after `added` (series uid, SOP uid, node) were put into it.
         `before`: the patient/study/series attributes before they were put (None: unknown)."""
         if self.compressor is not None and before is not None and self._appends(added, before):
-            piece = "".join(f",{_dumps(sop)}:{_dumps(node)}" for _, sop, node in added).encode()
+            piece = b"".join(b"," + documents.dumps(sop) + b":" + documents.dumps(node) for _, sop, node in added)
             assert self.compressed is not None
             self.compressed += self.compressor.compress(piece)
             self.compressed += self.compressor.flush(zlib.Z_SYNC_FLUSH)
@@ -60,18 +55,18 @@ class Latest:
             return documents.encode(self.doc)
         assert self.compressed is not None
         finish = self.compressor.copy()
-        return bytes(self.compressed) + finish.compress(_TAIL.encode()) + finish.flush(zlib.Z_FINISH)
+        return bytes(self.compressed) + finish.compress(_TAIL) + finish.flush(zlib.Z_FINISH)
 
     def _restart(self) -> None:
         """Compress the whole document again, keeping the state before its tail if it has one."""
         self.compressor = self.compressed = None
         if not _ends_with_instance(self.doc):
             return
-        text = _dumps(self.doc)
+        text = documents.dumps(self.doc)
         if not text.endswith(_TAIL):  # pragma: no cover - guaranteed by _ends_with_instance
             return
         compressor = zlib.compressobj(_LEVEL, zlib.DEFLATED, 31)  # 31: gzip header and trailer
-        compressed = bytearray(compressor.compress(text[:-len(_TAIL)].encode()))
+        compressed = bytearray(compressor.compress(text[:-len(_TAIL)]))
         compressed += compressor.flush(zlib.Z_SYNC_FLUSH)
         self.compressor, self.compressed = compressor, compressed
 
@@ -90,7 +85,7 @@ class Latest:
 
 @dataclass(frozen=True, slots=True)
 class _Levels:
-    fixed: tuple[str, str, str]  # patient, study and series attributes, as JSON
+    fixed: tuple[bytes, bytes, bytes]  # patient, study and series attributes, as JSON
     series_uids: tuple[str, ...]
     last_count: int  # instances in the last series
 
@@ -98,8 +93,8 @@ class _Levels:
 def _levels(doc: dict[str, Any]) -> _Levels:
     series = doc["Study"]["Series"]
     uids = tuple(series)
-    return _Levels((_dumps(doc["Patient"]["DICOM"]), _dumps(doc["Study"]["DICOM"]),
-                    _dumps({uid: s["DICOM"] for uid, s in series.items()})),
+    return _Levels((documents.dumps(doc["Patient"]["DICOM"]), documents.dumps(doc["Study"]["DICOM"]),
+                    documents.dumps({uid: s["DICOM"] for uid, s in series.items()})),
                    uids, len(series[uids[-1]]["Instances"]) if uids else 0)
 
 
