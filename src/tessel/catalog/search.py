@@ -31,7 +31,8 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
 from tessel.catalog import Catalog
-from tessel.catalog.models import ImageSet, ImageSetState, ImageSetWorkflowStatus
+from tessel.catalog.models import ImageSet, ImageSetState
+from tessel.catalog.store import image_set_from_row
 from tessel.catalog.sql.tables import image_sets
 from tessel.documents import study_date_time
 from tessel.errors import InvalidInput
@@ -95,6 +96,9 @@ MAX_FILTERS = 2
 _DATE = re.compile(r"\d{8}")
 _TIME = re.compile(r"\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?")
 _VALUES, _NULLS = "v", "n"  # cursor segments: rows with a sort value, rows without one
+# Rows in sort order a range on another column is tested on before its own index is read instead:
+# below 1 match in 20 there, the range's index holds few rows (unless the two columns go together).
+PROBE_ROWS = 1000
 
 
 def search_image_sets(catalog: Catalog, datastore_id: str, criteria: SearchCriteria, *, limit: int,
@@ -104,22 +108,29 @@ def search_image_sets(catalog: Catalog, datastore_id: str, criteria: SearchCrite
     `visible` (image set ids -> those the caller may see) leaves the others out; pages stay full."""
     if limit < 1:
         raise InvalidInput("limit must be at least 1")
-    filters, conditions = _conditions(criteria.filters)
-    conditions = [image_sets.c.datastore_id == datastore_id,
-                  image_sets.c.state != ImageSetState.DELETED.value, *conditions]
+    filters, filter_conditions = _conditions(criteria.filters)
     sort_field = _enum(SortField, criteria.sort_field or SortField.UPDATED_AT, "sort field")
     descending = _enum(SortOrder, criteria.sort_order, "sort order") == SortOrder.DESC
     column = SORT_COLUMNS[sort_field]
     nullable = sort_field == SortField.DICOM_STUDY_DATE_AND_TIME
-    # A range on another column than the sort, with no equality filter to narrow it: no index
-    # gives both order and range, so sort the (value, id) pairs of the range's covering index
-    # (ix_image_sets_<range>_by_<sort>) and fetch only the page's rows. Sorting on an
-    # expression keeps the planner off the sort column's index.
     ranges = [RANGE_COLUMNS[f] for op, f in filters if op == SearchOperator.BETWEEN]
-    deferred = len(ranges) == len(filters) > 0 and all(r is not column for r in ranges)
-    sort_key: ColumnElement[Any] = column
-    if deferred:
-        sort_key = column.concat("") if nullable else column + 0
+    # A range on another column than the sort (and none on the sort column): no index gives both
+    # the order and the range. The page is looked for first by walking the sort's index (the
+    # equality filter's, if any) and testing the range on at most PROBE_ROWS rows: a wide range
+    # finds its page in a few dozen rows. Fewer matches there mean a narrow range, whose own index
+    # then holds few rows: sort those (see `read`).
+    crossed = bool(ranges) and all(r is not column for r in ranges)
+    range_conditions = [c for (op, _), c in zip(filters, filter_conditions)
+                        if crossed and op == SearchOperator.BETWEEN]
+    walk_conditions = [image_sets.c.datastore_id == datastore_id,
+                       image_sets.c.state != ImageSetState.DELETED.value,
+                       *(c for c in filter_conditions if not any(c is r for r in range_conditions))]
+    conditions = [*walk_conditions, *range_conditions]
+    # Ranges alone: sort the (value, id) pairs of the range's covering index
+    # (ix_image_sets_<range>_by_<sort>) and fetch only the page's rows. Sorting on an expression
+    # keeps the planner off the sort column's index. (With an equality filter too, the planner
+    # picks between its (equality, range) and (equality, sort) indexes.)
+    deferred = crossed and len(ranges) == len(filters)
     fingerprint = _fingerprint(datastore_id, criteria, sort_field, descending)
     segment, after = _read_cursor(cursor, fingerprint, nullable) if cursor else (None, None)
     # Nulls are the smallest values: they come last when descending, first when ascending.
@@ -131,9 +142,10 @@ def search_image_sets(catalog: Catalog, datastore_id: str, criteria: SearchCrite
             raise InvalidInput("nextToken is not valid for this search")
         segments = segments[segments.index(segment):]
 
-    def segment_query(current: str, position: tuple[Any, str] | None, wanted: int) -> Any:
-        where = list(conditions)
-        order: list[ColumnElement[Any]]
+    def bounds(current: str, position: tuple[Any, str] | None,
+               sort_key: ColumnElement[Any]) -> tuple[list[ColumnElement[bool]], list[ColumnElement[Any]]]:
+        """The segment's rows after `position` and their order (by `sort_key`, then id)."""
+        where: list[ColumnElement[bool]] = []
         if current == _VALUES:
             if nullable:
                 where.append(column.is_not(None))
@@ -149,12 +161,50 @@ def search_image_sets(catalog: Catalog, datastore_id: str, criteria: SearchCrite
             order = [column.desc(), image_sets.c.id.desc()] if descending else [column, image_sets.c.id]
             if position is not None:
                 where.append(image_sets.c.id < position[1] if descending else image_sets.c.id > position[1])
+        return where, order
+
+    def walk(conn: Any, current: str, position: tuple[Any, str] | None,
+             wanted: int) -> tuple[list[Any], bool] | None:
+        """`read` for a range on another column than the sort, from at most PROBE_ROWS rows in
+        sort order; None if fewer than `wanted` of those match and the segment goes on."""
+        where, order = bounds(current, position, column)
+        hit = sa.and_(*range_conditions).label("hit")
+        walked = conn.execute(sa.select(image_sets.c.id, hit).where(*walk_conditions, *where)
+                              .order_by(*order).limit(max(PROBE_ROWS, wanted)))
+        matches, seen = [], 0
+        for seen, (image_set_id, matched) in enumerate(walked, 1):
+            if matched:
+                matches.append(image_set_id)
+                if len(matches) == wanted:
+                    break
+        walked.close()
+        exhausted = len(matches) < wanted
+        if exhausted and seen == max(PROBE_ROWS, wanted):
+            return None
+        if not matches:
+            return [], exhausted
+        found = {r.id: r for r in conn.execute(sa.select(image_sets).where(image_sets.c.id.in_(matches)))}
+        # An image set deleted since the walk (PostgreSQL reads each statement afresh) is left
+        # out; the page then reads on after it.
+        return [found[i] for i in matches if i in found], exhausted
+
+    def read(conn: Any, current: str, position: tuple[Any, str] | None, wanted: int) -> tuple[list[Any], bool]:
+        """The next `wanted` matches after `position`, and whether the segment has no more."""
+        if crossed:
+            walked = walk(conn, current, position, wanted)
+            if walked is not None:
+                return walked
         if deferred:
-            ids = sa.select(image_sets.c.id).where(*where).order_by(*order).limit(wanted)
-            query = sa.select(image_sets).where(image_sets.c.id.in_(ids))
+            sort_key = column.concat("") if nullable else column + 0
+            where, order = bounds(current, position, sort_key)
+            ids = sa.select(image_sets.c.id).where(*conditions, *where).order_by(*order).limit(wanted)
             order = [column.desc() if descending else column, *order[1:]] if current == _VALUES else order
-            return query.order_by(*order)
-        return sa.select(image_sets).where(*where).order_by(*order).limit(wanted)
+            query = sa.select(image_sets).where(image_sets.c.id.in_(ids)).order_by(*order)
+        else:
+            where, order = bounds(current, position, column)
+            query = sa.select(image_sets).where(*conditions, *where).order_by(*order).limit(wanted)
+        fetched = list(conn.execute(query))
+        return fetched, len(fetched) < wanted
 
     rows: list[tuple[str, Any]] = []  # (segment, row)
     with catalog.read() as conn:
@@ -164,11 +214,11 @@ def search_image_sets(catalog: Catalog, datastore_id: str, criteria: SearchCrite
                 wanted = limit + 1 - len(rows)
                 if visible is not None:
                     wanted = max(wanted, 64)  # some will be left out: read ahead
-                fetched = list(conn.execute(segment_query(current, position, wanted)))
+                fetched, exhausted = read(conn, current, position, wanted)
                 # `visible`: only the image sets the caller may see (a policy's tag conditions).
                 shown = visible([r.id for r in fetched]) if visible is not None and fetched else None
                 rows.extend((current, r) for r in fetched if shown is None or r.id in shown)
-                if len(fetched) < wanted or visible is None:
+                if exhausted or not fetched:
                     break
                 position = (getattr(fetched[-1], column.name), fetched[-1].id)
     page = rows[:limit]
@@ -176,14 +226,7 @@ def search_image_sets(catalog: Catalog, datastore_id: str, criteria: SearchCrite
     if len(rows) > limit:
         last_segment, last_row = page[-1]
         next_cursor = _write_cursor(fingerprint, last_segment, getattr(last_row, column.name), last_row.id)
-    return SearchPage([_image_set(row) for _, row in page], next_cursor)
-
-
-def _image_set(row: Any) -> ImageSet:
-    values = dict(row._mapping)
-    values["state"] = ImageSetState(values["state"])
-    values["workflow_status"] = ImageSetWorkflowStatus(values["workflow_status"])
-    return ImageSet(**values)
+    return SearchPage([image_set_from_row(row) for _, row in page], next_cursor)
 
 
 def _enum(kind: Any, value: Any, what: str) -> Any:
