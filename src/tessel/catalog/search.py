@@ -32,7 +32,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from tessel.catalog import Catalog
 from tessel.catalog.models import ImageSet, ImageSetState
-from tessel.catalog.store import image_set_from_row
+from tessel.catalog.store import image_sets_from_rows
 from tessel.catalog.sql.tables import image_sets
 from tessel.documents import study_date_time
 from tessel.errors import InvalidInput
@@ -226,7 +226,7 @@ def search_image_sets(catalog: Catalog, datastore_id: str, criteria: SearchCrite
     if len(rows) > limit:
         last_segment, last_row = page[-1]
         next_cursor = _write_cursor(fingerprint, last_segment, getattr(last_row, column.name), last_row.id)
-    return SearchPage([image_set_from_row(row) for _, row in page], next_cursor)
+    return SearchPage(image_sets_from_rows([row for _, row in page]), next_cursor)
 
 
 def _enum(kind: Any, value: Any, what: str) -> Any:
