@@ -96,9 +96,9 @@ MAX_FILTERS = 2
 _DATE = re.compile(r"\d{8}")
 _TIME = re.compile(r"\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?")
 _VALUES, _NULLS = "v", "n"  # cursor segments: rows with a sort value, rows without one
-# Rows in sort order a range on another column is tested on before its own index is read instead:
-# below 1 match in 20 there, the range's index holds few rows (unless the two columns go together).
-PROBE_ROWS = 1000
+# An equality filter with a range on another column than the sort matching at least this many rows:
+# walk the (equality, sort) index and test the range rather than sort the range's matches.
+WIDE_RANGE = 2000
 
 
 def search_image_sets(catalog: Catalog, datastore_id: str, criteria: SearchCriteria, *, limit: int,
@@ -114,23 +114,20 @@ def search_image_sets(catalog: Catalog, datastore_id: str, criteria: SearchCrite
     column = SORT_COLUMNS[sort_field]
     nullable = sort_field == SortField.DICOM_STUDY_DATE_AND_TIME
     ranges = [RANGE_COLUMNS[f] for op, f in filters if op == SearchOperator.BETWEEN]
-    # A range on another column than the sort (and none on the sort column): no index gives both
-    # the order and the range. The page is looked for first by walking the sort's index (the
-    # equality filter's, if any) and testing the range on at most PROBE_ROWS rows: a wide range
-    # finds its page in a few dozen rows. Fewer matches there mean a narrow range, whose own index
-    # then holds few rows: sort those (see `read`).
-    crossed = bool(ranges) and all(r is not column for r in ranges)
-    range_conditions = [c for (op, _), c in zip(filters, filter_conditions)
-                        if crossed and op == SearchOperator.BETWEEN]
-    walk_conditions = [image_sets.c.datastore_id == datastore_id,
-                       image_sets.c.state != ImageSetState.DELETED.value,
-                       *(c for c in filter_conditions if not any(c is r for r in range_conditions))]
-    conditions = [*walk_conditions, *range_conditions]
+    crossed = bool(ranges) and all(r is not column for r in ranges)  # no index gives order and range
+    conditions = [image_sets.c.datastore_id == datastore_id,
+                  image_sets.c.state != ImageSetState.DELETED.value, *filter_conditions]
     # Ranges alone: sort the (value, id) pairs of the range's covering index
-    # (ix_image_sets_<range>_by_<sort>) and fetch only the page's rows. Sorting on an expression
-    # keeps the planner off the sort column's index. (With an equality filter too, the planner
-    # picks between its (equality, range) and (equality, sort) indexes.)
+    # (ix_image_sets_<range>_by_<sort>) and fetch only the page's rows. Sorting on an
+    # expression keeps the planner off the sort column's index.
     deferred = crossed and len(ranges) == len(filters)
+    # With an equality filter: its (equality, range) index sorts few matches fast, its (equality,
+    # sort) index finds a page of many (a de-identified PatientID over years) in a few dozen rows.
+    # SQLite has no statistics to choose: count the matches, up to WIDE_RANGE, on the first index
+    # (entries in a row, not the table's pages). A wide range is then written so that no index
+    # serves it, which leaves the planner (either database) the sort's.
+    walked = crossed and not deferred
+    walk_conditions = [*conditions[:2], *_conditions(criteria.filters, indexed=False)[1]] if walked else []
     fingerprint = _fingerprint(datastore_id, criteria, sort_field, descending)
     segment, after = _read_cursor(cursor, fingerprint, nullable) if cursor else (None, None)
     # Nulls are the smallest values: they come last when descending, first when ascending.
@@ -163,46 +160,27 @@ def search_image_sets(catalog: Catalog, datastore_id: str, criteria: SearchCrite
                 where.append(image_sets.c.id < position[1] if descending else image_sets.c.id > position[1])
         return where, order
 
-    def walk(conn: Any, current: str, position: tuple[Any, str] | None,
-             wanted: int) -> tuple[list[Any], bool] | None:
-        """`read` for a range on another column than the sort, from at most PROBE_ROWS rows in
-        sort order; None if fewer than `wanted` of those match and the segment goes on."""
-        where, order = bounds(current, position, column)
-        hit = sa.and_(*range_conditions).label("hit")
-        walked = conn.execute(sa.select(image_sets.c.id, hit).where(*walk_conditions, *where)
-                              .order_by(*order).limit(max(PROBE_ROWS, wanted)))
-        matches, seen = [], 0
-        for seen, (image_set_id, matched) in enumerate(walked, 1):
-            if matched:
-                matches.append(image_set_id)
-                if len(matches) == wanted:
-                    break
-        walked.close()
-        exhausted = len(matches) < wanted
-        if exhausted and seen == max(PROBE_ROWS, wanted):
-            return None
-        if not matches:
-            return [], exhausted
-        found = {r.id: r for r in conn.execute(sa.select(image_sets).where(image_sets.c.id.in_(matches)))}
-        # An image set deleted since the walk (PostgreSQL reads each statement afresh) is left
-        # out; the page then reads on after it.
-        return [found[i] for i in matches if i in found], exhausted
+    wide_range: list[bool] = []  # counted once, on the first read that needs it
+
+    def wide(conn: Any) -> bool:
+        if walked and not wide_range:
+            matches = sa.select(sa.literal(1)).where(
+                image_sets.c.datastore_id == datastore_id, *filter_conditions).limit(WIDE_RANGE).subquery()
+            wide_range.append(conn.execute(sa.select(sa.func.count()).select_from(matches)).scalar() >= WIDE_RANGE)
+        return walked and wide_range[0]
 
     def read(conn: Any, current: str, position: tuple[Any, str] | None, wanted: int) -> tuple[list[Any], bool]:
         """The next `wanted` matches after `position`, and whether the segment has no more."""
-        if crossed:
-            walked = walk(conn, current, position, wanted)
-            if walked is not None:
-                return walked
         if deferred:
-            sort_key = column.concat("") if nullable else column + 0
+            sort_key = _unindexed(column)
             where, order = bounds(current, position, sort_key)
             ids = sa.select(image_sets.c.id).where(*conditions, *where).order_by(*order).limit(wanted)
             order = [column.desc() if descending else column, *order[1:]] if current == _VALUES else order
             query = sa.select(image_sets).where(image_sets.c.id.in_(ids)).order_by(*order)
         else:
             where, order = bounds(current, position, column)
-            query = sa.select(image_sets).where(*conditions, *where).order_by(*order).limit(wanted)
+            query = sa.select(image_sets).where(*(walk_conditions if wide(conn) else conditions), *where)
+            query = query.order_by(*order).limit(wanted)
         fetched = list(conn.execute(query))
         return fetched, len(fetched) < wanted
 
@@ -237,9 +215,15 @@ def _enum(kind: Any, value: Any, what: str) -> Any:
         raise InvalidInput(f"unknown {what} {value!r}; expected one of {allowed}") from None
 
 
-def _conditions(filters: Sequence[SearchFilter]) -> tuple[list[tuple[SearchOperator, str]],
-                                                          list[ColumnElement[bool]]]:
-    """The validated (operator, field) pairs and their SQL conditions."""
+def _unindexed(column: sa.Column[Any]) -> ColumnElement[Any]:
+    """`column` as an expression of the same value and order, which no index serves."""
+    return column.concat("") if column is image_sets.c.study_date_time else column + 0
+
+
+def _conditions(filters: Sequence[SearchFilter], *, indexed: bool = True) -> tuple[
+        list[tuple[SearchOperator, str]], list[ColumnElement[bool]]]:
+    """The validated (operator, field) pairs and their SQL conditions (`indexed`: False writes
+    the ranges so that no index serves them)."""
     if len(filters) > MAX_FILTERS:
         raise InvalidInput(f"a search takes at most {MAX_FILTERS} filters, not {len(filters)}")
     checked: list[tuple[SearchOperator, str]] = []
@@ -265,7 +249,8 @@ def _conditions(filters: Sequence[SearchFilter]) -> tuple[list[tuple[SearchOpera
             low, high = (_range_value(field, v, where) for v in values)
             if low > high:
                 raise InvalidInput(f"{where}: the lower bound is after the upper bound")
-            conditions.append(RANGE_COLUMNS[field].between(low, high))
+            column = RANGE_COLUMNS[field]
+            conditions.append((column if indexed else _unindexed(column)).between(low, high))
         checked.append((operator, field))
     return checked, conditions
 
