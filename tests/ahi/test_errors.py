@@ -156,6 +156,23 @@ def test_not_found_on_every_operation_that_lists_it(client: Any, server: Server,
             getattr(client, call)(datastoreId=datastore, **kwargs)
 
 
+
+def test_a_frame_asked_for_under_another_datastore_is_not_found(client: Any, imported: tuple[str, str, str]) -> None:
+    """The frame lookup is scoped to the datastore in the path: an image set of datastore A asked for
+    under datastore B answers exactly like an image set that does not exist."""
+    datastore, image_set, frame = imported
+    other = client.create_datastore(datastoreName="error-matrix-other")["datastoreId"]
+    assert client.get_image_frame(datastoreId=datastore, imageSetId=image_set,
+                                  imageFrameInformation={"imageFrameId": frame})["imageFrameBlob"].read()
+    answers = []
+    for asked in (image_set, UNKNOWN):
+        with pytest.raises(ClientError) as caught:
+            client.get_image_frame(datastoreId=other, imageSetId=asked, imageFrameInformation={"imageFrameId": frame})
+        answers.append(error(caught))
+    (code, status, message), (_, _, unknown_message) = answers
+    assert (code, status) == ("ResourceNotFoundException", 404), message
+    assert message == unknown_message.replace(UNKNOWN, image_set)
+
 @pytest.mark.parametrize(("call", "kwargs", "field"), [
     ("create_datastore", {"datastoreName": "x", "lambdaAuthorizerArn": "arn:aws:lambda:nowhere"},
      "lambdaAuthorizerArn"),

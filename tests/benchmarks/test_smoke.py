@@ -39,3 +39,14 @@ def test_quick_run_against_tessel_measures_every_figure(tmp_path: Path) -> None:
     assert figures["frames_wsi_16"]["count"] >= 32  # at least two rounds of 16 clients
     assert "| WADO-RS random WSI tile, as stored (16 clients) | tessel |" in run.stdout
     assert list(out.glob("work-*")) == []  # the server's data dir is removed after the run
+
+
+def test_the_floor_run_measures_both_client_counts() -> None:
+    run = subprocess.run([sys.executable, "-m", "benchmarks.floor", "--duration", "0.3", "--size", "2000"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = [line for line in run.stdout.splitlines() if "client(s):" in line]
+    assert [line.split()[0] for line in lines] == ["1", "16"], run.stdout
+    for line in lines:
+        rate = float(line.split("frames/s")[0].split()[-1])
+        assert rate > 0 and "n=" in line, line

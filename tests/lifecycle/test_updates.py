@@ -369,7 +369,7 @@ def test_a_changed_sop_instance_uid_moves_its_rows(stores: Stores, ds: str, non_
     assert "1.2.3.4" in instance_rows and sop not in instance_rows
     assert sorted((r.frame_number, r.frame_id) for r in frame_rows if r.sop_instance_uid == "1.2.3.4") == \
         sorted(enumerate(frame_ids, 1))
-    location = stores.catalog.get_frame(non_primary, frame_ids[0])
+    location = stores.catalog.get_frame(ds, non_primary, frame_ids[0])
     assert location is not None and location.sop_instance_uid == "1.2.3.4"
 
 

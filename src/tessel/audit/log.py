@@ -26,6 +26,7 @@ log = logging.getLogger("tessel.audit")
 
 FLUSH_SECONDS = 0.25
 MAX_BATCH = 2000
+ROWS_PER_INSERT = 500  # x 22 columns: under SQLite's 32,766 parameters of one statement
 MAX_QUEUE = 500_000  # beyond this (the catalog unreachable for long) requests are refused
 
 
@@ -145,13 +146,25 @@ class AuditLog:
                 row = row_of(event, seq)
                 row["hash"] = previous = chain_hash(self._key, previous, row)
                 rows.append(row)
-            sql, order = self._insert(conn)
-            # The driver's executemany: SQLAlchemy's per-row parameter processing cost as much as the
-            # insert itself, and every request makes a record.
-            conn.exec_driver_sql(sql, [tuple(row[name] for name in order) for row in rows] if order is not None
-                                 else rows)
+            self._insert_rows(conn, rows)
             conn.execute(sa.update(audit_head).where(audit_head.c.id == 1).values(seq=seq, hash=previous))
         self.written += len(rows)
+
+    def _insert_rows(self, conn: Any, rows: list[dict[str, Any]]) -> None:
+        """INSERT the records through the driver: SQLAlchemy's per-row parameter processing cost as
+        much as the insert itself, and every request makes a record. With positional parameters
+        (SQLite) a few hundred rows go in one multi-row INSERT: executemany steps the statement once
+        per row, releasing and taking back the GIL each time, and the event loop serving requests
+        then waits for it behind this thread. Other drivers (psycopg) pipeline executemany."""
+        sql, order = self._insert(conn)
+        if order is None:
+            conn.exec_driver_sql(sql, rows)
+            return
+        head, _, group = sql.partition(" VALUES ")
+        for start in range(0, len(rows), ROWS_PER_INSERT):
+            chunk = rows[start:start + ROWS_PER_INSERT]
+            conn.exec_driver_sql(f"{head} VALUES {', '.join([group] * len(chunk))}",
+                                 tuple(row[name] for row in chunk for name in order))
 
     def _insert(self, conn: Any) -> tuple[str, tuple[str, ...] | None]:
         """The INSERT of a record compiled for the catalog's dialect, and its positional order."""

@@ -99,9 +99,13 @@ _FIND_IMAGE_SETS: dict[tuple[str, ...], Any] = {}
 _DATASTORE = sa.select(datastores).where(datastores.c.id == sa.bindparam("id"))
 _DatastoreRow = collections.namedtuple("_DatastoreRow", [c.name for c in datastores.c])  # type: ignore[misc]
 # GetImageFrame's one lookup (a hot read: strings and integers only).
-_FRAME = sa.select(frames.c.sop_instance_uid, frames.c.frame_number, frames.c.transfer_syntax_uid,
-                   frames.c.size).where(frames.c.image_set_id == sa.bindparam("image_set_id"),
-                                        frames.c.frame_id == sa.bindparam("frame_id"))
+# A frame of an image set of this datastore: an image set id given under another datastore finds
+# nothing (a join on the image set's primary key, not a second read).
+_FRAME = (sa.select(frames.c.sop_instance_uid, frames.c.frame_number, frames.c.transfer_syntax_uid, frames.c.size)
+          .join(image_sets, image_sets.c.id == frames.c.image_set_id)
+          .where(frames.c.image_set_id == sa.bindparam("image_set_id"),
+                 frames.c.frame_id == sa.bindparam("frame_id"),
+                 image_sets.c.datastore_id == sa.bindparam("datastore_id")))
 
 
 class Catalog:
@@ -296,8 +300,9 @@ class Catalog:
             instances.c.image_set_id == image_set_id)).scalar_one()
         return int(n_series), int(n_instances)
 
-    def get_frame(self, image_set_id: str, frame_id: str) -> FrameLocation | None:
-        rows = self.hot.rows(_FRAME, {"image_set_id": image_set_id, "frame_id": frame_id})
+    def get_frame(self, datastore_id: str, image_set_id: str, frame_id: str) -> FrameLocation | None:
+        rows = self.hot.rows(_FRAME, {"datastore_id": datastore_id, "image_set_id": image_set_id,
+                                      "frame_id": frame_id})
         if not rows:
             return None
         sop_instance_uid, frame_number, transfer_syntax_uid, size = rows[0]

@@ -47,7 +47,7 @@ def get_metadata(stores: Stores, datastore_id: str, image_set_id: str,
 
 
 def get_image_frame(stores: Stores, datastore_id: str, image_set_id: str, frame_id: str) -> Frame:
-    location = stores.catalog.get_frame(image_set_id, frame_id)
+    location = stores.catalog.get_frame(datastore_id, image_set_id, frame_id)
     if location is None:
         raise NotFound(f"image frame {frame_id} does not exist in image set {image_set_id}")
     data = stores.blobs.get(keys.frame(datastore_id, frame_id))
