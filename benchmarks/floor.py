@@ -22,6 +22,7 @@ import sys
 import time
 
 from benchmarks.compare.load import Request, Target, run_load
+from benchmarks.compare.servers import free_port
 
 BOUNDARY = "floor-boundary"
 
@@ -51,12 +52,6 @@ def serve(port: int, size: int) -> None:
     sock.bind(("127.0.0.1", port))
     uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, limit_concurrency=2000)).run(
         sockets=[sock])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_listening(port: int, timeout: float = 30) -> None:

@@ -18,7 +18,7 @@ import socketserver
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -464,15 +464,7 @@ class DimseServer:
         if not found:  # pynetdicom reads no further than a count of 0
             self._record(record, SUCCESS, started)
         yield len(found)
-        last = SUCCESS
-        if found:
-            assert datastore_id is not None
-            for answer in guarded(Service.RETRIEVE, retrieve.sub_operations(
-                    self.stores, datastore_id, found, lambda: event.assoc, lambda: bool(event.is_cancelled))):
-                code = answer[0] if isinstance(answer[0], int) else int(getattr(answer[0], "Status", SUCCESS))
-                last = code if code != PENDING else last
-                yield answer
-            self._record(record, last, started)
+        yield from self._sub_operations(record, started, datastore_id, found, lambda: event.assoc, event)
 
     def _on_move(self, event: Any) -> Iterator[Any]:
         session = self._session(event.assoc)
@@ -508,15 +500,22 @@ class DimseServer:
             self._record(record, SUCCESS, started)
         yield retrieve.destination(peer, found, sub)
         yield len(found)
+        yield from self._sub_operations(record, started, datastore_id, found, lambda: sub.assoc, event)
+
+    def _sub_operations(self, record: Event, started: float, datastore_id: str | None, found: list[retrieve.Target],
+                        association: Callable[[], Any], event: Any) -> Iterator[Any]:
+        """C-GET/C-MOVE: one C-STORE sub-operation per instance found (on `association()`), each
+        answer passed on; the record gets the last status other than Pending."""
+        if not found:
+            return
+        assert datastore_id is not None
         last = SUCCESS
-        if found:
-            assert datastore_id is not None
-            for answer in guarded(Service.RETRIEVE, retrieve.sub_operations(
-                    self.stores, datastore_id, found, lambda: sub.assoc, lambda: bool(event.is_cancelled))):
-                code = answer[0] if isinstance(answer[0], int) else int(getattr(answer[0], "Status", SUCCESS))
-                last = code if code != PENDING else last
-                yield answer
-            self._record(record, last, started)
+        for answer in guarded(Service.RETRIEVE, retrieve.sub_operations(
+                self.stores, datastore_id, found, association, lambda: bool(event.is_cancelled))):
+            code = answer[0] if isinstance(answer[0], int) else int(getattr(answer[0], "Status", SUCCESS))
+            last = code if code != PENDING else last
+            yield answer
+        self._record(record, last, started)
 
     def _on_action(self, event: Any) -> tuple[Dataset | int, Dataset | None]:
         session = self._session(event.assoc)
