@@ -123,9 +123,9 @@ def search_image_sets(catalog: Catalog, datastore_id: str, criteria: SearchCrite
     deferred = crossed and len(ranges) == len(filters)
     # With an equality filter: its (equality, range) index sorts few matches fast, its (equality,
     # sort) index finds a page of many (a de-identified PatientID over years) in a few dozen rows.
-    # SQLite has no statistics to choose: count the matches, up to WIDE_RANGE, on the first index
-    # (entries in a row, not the table's pages). A wide range is then written so that no index
-    # serves it, which leaves the planner (either database) the sort's.
+    # SQLite has no statistics to choose: count the matches (deleted ones too: an estimate), up to
+    # WIDE_RANGE, on the first index (entries side by side, no table page). A wide range is then
+    # written so that no index serves it, which leaves the planner (either database) the sort's.
     walked = crossed and not deferred
     walk_conditions = [*conditions[:2], *_conditions(criteria.filters, indexed=False)[1]] if walked else []
     fingerprint = _fingerprint(datastore_id, criteria, sort_field, descending)
