@@ -572,7 +572,7 @@ def measure(catalog: Catalog, layout: Layout, runs: int) -> list[tuple[str, floa
         ("WADO-RS: frame 1 of an instance (catalog part)",
          lambda i: get_frames(stores, DS, suid(i), seuid(i), sop(i), [1]).data),
         ("GetImageFrame: frame lookup",
-         lambda i: [catalog.get_frame(image_set_id(picks[i]), frame_id(instance_picks[i]))]),
+         lambda i: [catalog.get_frame(DS, image_set_id(picks[i]), frame_id(instance_picks[i]))]),
     ]
     print(f"\n{layout.instances:,} instances, {layout.series:,} image sets/series, {layout.studies:,} studies; "
           f"{runs} runs each with random keys; load average {_loadavg()}\n")

@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from tessel.catalog import Catalog
+from tessel.catalog import search as search_module
 from tessel.catalog.search import SearchCriteria, SearchFilter, SearchPage, search_image_sets
 from tessel.documents import study_date_time
 from tessel.errors import InvalidInput
@@ -140,12 +141,14 @@ def test_two_filters_combine_with_and(catalog: Catalog) -> None:
     assert ids(search(catalog, BETWEEN("createdAt", 1000, 1010), BETWEEN("updatedAt", 4995, 5000))) == [0, 1, 2, 3, 4, 5]
 
 
-def _expected(catalog: Catalog, sort: str, order: str) -> list[int]:
+def _expected(catalog: Catalog, sort: str, order: str, keep: Any = lambda row: True) -> list[int]:
+    """The live image sets of DS that `keep` accepts, sorted in Python."""
     with catalog.read() as conn:
         rows = [dict(r._mapping) for r in conn.execute(sa.text(
             "SELECT * FROM image_sets WHERE datastore_id = :ds AND state != 'DELETED'"), {"ds": DS})]
     column = {"updatedAt": "updated_at", "createdAt": "created_at", "DICOMStudyDateAndTime": "study_date_time"}[sort]
     # nulls are the smallest values; ties broken by id in the same direction
+    rows = [r for r in rows if keep(r)]
     key = [((r[column] is not None), r[column] or "", r["id"]) for r in rows]
     ordered = sorted(zip(key, rows), key=lambda kr: kr[0], reverse=order == "DESC")
     return [int(r["id"], 16) for _, r in ordered]
@@ -187,6 +190,35 @@ def test_filtered_searches_page_like_the_unpaged_result(catalog: Catalog, sort: 
         paged = [n for page in walk(catalog, *filters, sort=sort, order=order, limit=3) for n in ids(page)]
         full = ids(search(catalog, *filters, sort=sort, order=order))
         assert paged == full and sorted(full) == sorted(whole)
+
+
+@pytest.mark.parametrize("wide_range", [0, 10**9])
+@pytest.mark.parametrize("sort", ["updatedAt", "createdAt", "DICOMStudyDateAndTime"])
+@pytest.mark.parametrize("filters, keep", [
+    ((BETWEEN("createdAt", 1003, 1027),), lambda r: 1003 <= r["created_at"] <= 1027),
+    ((BETWEEN("updatedAt", 4980, 4990),), lambda r: 4980 <= r["updated_at"] <= 4990),
+    ((BETWEEN("DICOMStudyDateAndTime", ("20240301", None), ("20241031", None)),),
+     lambda r: study_date_time("20240301", None) <= (r["study_date_time"] or "") <= study_date_time("20241031", None)),
+    ((EQ("DICOMStudyId", "1"), BETWEEN("createdAt", 1002, 1029)),
+     lambda r: r["study_id"] == "1" and 1002 <= r["created_at"] <= 1029),
+    ((BETWEEN("DICOMStudyDateAndTime", ("20240101", None), ("20241231", None)), EQ("isPrimary", True)),
+     lambda r: r["is_primary"] and r["study_date_time"] is not None),
+    ((BETWEEN("createdAt", 1000, 1020), BETWEEN("updatedAt", 4985, 5000)),
+     lambda r: 1000 <= r["created_at"] <= 1020 and 4985 <= r["updated_at"] <= 5000),
+])
+def test_a_range_on_another_column_than_the_sort_pages_alike_walked_or_sorted(
+        catalog: Catalog, monkeypatch: pytest.MonkeyPatch, wide_range: int, sort: str,
+        filters: tuple[SearchFilter, ...], keep: Any) -> None:
+    # With an equality filter, such a range matching at least WIDE_RANGE image sets is tested on
+    # the rows along the (equality, sort) index, a narrower one sorted from its own index.
+    monkeypatch.setattr(search_module, "WIDE_RANGE", wide_range)
+    for order in ("ASC", "DESC"):
+        expected = _expected(catalog, sort, order, keep)
+        assert expected
+        for limit in (1, 4, 50):
+            pages = list(walk(catalog, *filters, sort=sort, order=order, limit=limit))
+            assert [n for page in pages for n in ids(page)] == expected, (order, limit)
+            assert all(len(page.image_sets) == limit for page in pages[:-1])
 
 
 def test_ties_in_the_sort_value_page_by_id(stores: Stores) -> None:
@@ -252,6 +284,11 @@ def test_limit_must_be_positive(catalog: Catalog) -> None:
 
 
 def _plans(catalog: Catalog, criteria: SearchCriteria, *, ordered: bool = False) -> list[str]:
+    return [plan for _, plan in _statement_plans(catalog, criteria, ordered=ordered)]
+
+
+def _statement_plans(catalog: Catalog, criteria: SearchCriteria, *, ordered: bool = False) -> list[tuple[str, str]]:
+    """(statement, plan) of each SELECT a search of `criteria` runs."""
     statements: list[tuple[str, Any]] = []
 
     def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
@@ -265,7 +302,7 @@ def _plans(catalog: Catalog, criteria: SearchCriteria, *, ordered: bool = False)
         sa.event.remove(catalog.engine, "before_cursor_execute", capture)
     with catalog.read() as conn:
         if conn.dialect.name == "sqlite":
-            return [" ; ".join(r[-1] for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {s}", p))
+            return [(s, " ; ".join(r[-1] for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {s}", p)))
                     for s, p in statements]
         # A few dozen rows fit one page, where the planner's costs say little about a large table
         # (benchmarks/search_pg.py shows those plans): forbid a full scan, and with `ordered` a
@@ -274,7 +311,7 @@ def _plans(catalog: Catalog, criteria: SearchCriteria, *, ordered: bool = False)
         conn.exec_driver_sql("SET enable_seqscan = off")
         conn.exec_driver_sql(f"SET enable_sort = {'off' if ordered else 'on'}")
         try:
-            return ["\n".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN {s}", p)) for s, p in statements]
+            return [(s, "\n".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN {s}", p))) for s, p in statements]
         finally:
             conn.exec_driver_sql("RESET enable_seqscan")
             conn.exec_driver_sql("RESET enable_sort")
@@ -287,13 +324,18 @@ def _sorts(plan: str) -> bool:
 
 def _scans(plan: str) -> bool:
     """Whether a plan reads the whole table."""
-    return re.search(r"(^|; |->\s*)SCAN\b", plan) is not None or "Seq Scan" in plan
+    return re.search(r"(^|; |->\s*)SCAN image_sets\b", plan) is not None or "Seq Scan" in plan
 
 
 def _uses(plan: str, index: str) -> bool:
     """Whether a plan reads `index` (SQLite: USING [COVERING] INDEX; PostgreSQL: an index scan
     "using" it or a bitmap index scan "on" it)."""
     return any(f"{word} {index}{end}" in plan for word in ("INDEX", " using", " on") for end in (" ", "\n"))
+
+
+def _any_index(plan: str) -> bool:
+    """Whether a plan reads one of the search indexes."""
+    return any(f"{word} ix_image_sets_" in plan for word in ("INDEX", " using", " on"))
 
 
 @pytest.mark.parametrize("sort", ["updatedAt", "createdAt", "DICOMStudyDateAndTime"])
@@ -313,18 +355,34 @@ def test_equality_filters_and_sorts_are_one_ordered_index_scan(catalog: Catalog,
 @pytest.mark.parametrize("field, bounds", [
     ("createdAt", (1, 2)), ("updatedAt", (1, 2)),
     ("DICOMStudyDateAndTime", (("20240101", None), ("20240102", None)))])
-def test_range_filters_use_their_index(catalog: Catalog, sort: str, field: str, bounds: tuple[Any, Any]) -> None:
+@pytest.mark.parametrize("equal", [None, "narrow", "wide"])
+def test_range_filters_use_their_index(catalog: Catalog, monkeypatch: pytest.MonkeyPatch, sort: str, field: str,
+                                       bounds: tuple[Any, Any], equal: str | None) -> None:
     names = {"createdAt": "created", "updatedAt": "updated", "DICOMStudyDateAndTime": "study_dt"}
-    for plan in _plans(catalog, SearchCriteria((BETWEEN(field, *bounds),), sort)):
+    filters = (BETWEEN(field, *bounds), *((EQ("DICOMPatientId", "P1"),) if equal else ()))
+    # With an equality filter, the matches of a range on another column than the sort are
+    # counted (up to WIDE_RANGE) first: as many as that are walked in sort order, fewer sorted.
+    monkeypatch.setattr(search_module, "WIDE_RANGE", 0 if equal == "wide" else 10**9)
+    statements = _statement_plans(catalog, SearchCriteria(filters, sort), ordered=equal == "wide")
+    counts = [plan for statement, plan in statements if "count(*)" in statement]
+    assert len(counts) == (equal is not None and field != sort)
+    sqlite = catalog.engine.dialect.name == "sqlite"
+    for statement, plan in statements:
         assert not _scans(plan), plan
-        if field == sort:
-            assert _uses(plan, f"ix_image_sets_{names[field]}"), plan
-            if catalog.engine.dialect.name == "sqlite":  # PostgreSQL may sort a tiny bitmap scan's rows
-                assert not _sorts(plan), plan
-        elif catalog.engine.dialect.name != "sqlite":
+        if plan in counts:  # on the (equality, range) index's entries alone
+            assert _uses(plan, f"ix_image_sets_patient_{names[field]}") if sqlite else _any_index(plan), plan
+        elif field == sort and sqlite:
+            assert _uses(plan, f"ix_image_sets_{'patient_' if equal else ''}{names[field]}"), plan
+            assert not _sorts(plan), plan
+        elif field == sort:  # PostgreSQL may sort a tiny bitmap scan's rows, from either index with an equality
+            assert _uses(plan, f"ix_image_sets_{names[field]}") or equal and _any_index(plan), plan
+        elif equal == "wide":  # in sort order along the (equality, sort) index: no sort
+            assert _uses(plan, f"ix_image_sets_patient_{names[sort]}"), plan
+            assert not _sorts(plan), plan
+        elif not sqlite or equal:
             # An index of image_sets, never a scan of the table; which index (the range's or the sort's)
             # is the planner's cost decision, and it changes with the statistics of the moment.
-            assert " using ix_image_sets_" in plan or " on ix_image_sets_" in plan, plan
+            assert _any_index(plan), plan
         else:  # (value, id) pairs sorted from a covering index, then only the page's rows are read
             assert "COVERING INDEX ix_image_sets_" in plan, plan
             if sort != "DICOMStudyDateAndTime":  # (its IS NULL segment may lead with study_date_time)

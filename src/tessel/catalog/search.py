@@ -31,7 +31,8 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
 from tessel.catalog import Catalog
-from tessel.catalog.models import ImageSet, ImageSetState, ImageSetWorkflowStatus
+from tessel.catalog.models import ImageSet, ImageSetState
+from tessel.catalog.store import image_sets_from_rows
 from tessel.catalog.sql.tables import image_sets
 from tessel.documents import study_date_time
 from tessel.errors import InvalidInput
@@ -95,6 +96,9 @@ MAX_FILTERS = 2
 _DATE = re.compile(r"\d{8}")
 _TIME = re.compile(r"\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?")
 _VALUES, _NULLS = "v", "n"  # cursor segments: rows with a sort value, rows without one
+# An equality filter with a range on another column than the sort matching at least this many rows:
+# walk the (equality, sort) index and test the range rather than sort the range's matches.
+WIDE_RANGE = 2000
 
 
 def search_image_sets(catalog: Catalog, datastore_id: str, criteria: SearchCriteria, *, limit: int,
@@ -104,22 +108,26 @@ def search_image_sets(catalog: Catalog, datastore_id: str, criteria: SearchCrite
     `visible` (image set ids -> those the caller may see) leaves the others out; pages stay full."""
     if limit < 1:
         raise InvalidInput("limit must be at least 1")
-    filters, conditions = _conditions(criteria.filters)
-    conditions = [image_sets.c.datastore_id == datastore_id,
-                  image_sets.c.state != ImageSetState.DELETED.value, *conditions]
+    filters, filter_conditions = _conditions(criteria.filters)
     sort_field = _enum(SortField, criteria.sort_field or SortField.UPDATED_AT, "sort field")
     descending = _enum(SortOrder, criteria.sort_order, "sort order") == SortOrder.DESC
     column = SORT_COLUMNS[sort_field]
     nullable = sort_field == SortField.DICOM_STUDY_DATE_AND_TIME
-    # A range on another column than the sort, with no equality filter to narrow it: no index
-    # gives both order and range, so sort the (value, id) pairs of the range's covering index
+    ranges = [RANGE_COLUMNS[f] for op, f in filters if op == SearchOperator.BETWEEN]
+    crossed = bool(ranges) and all(r is not column for r in ranges)  # no index gives order and range
+    conditions = [image_sets.c.datastore_id == datastore_id,
+                  image_sets.c.state != ImageSetState.DELETED.value, *filter_conditions]
+    # Ranges alone: sort the (value, id) pairs of the range's covering index
     # (ix_image_sets_<range>_by_<sort>) and fetch only the page's rows. Sorting on an
     # expression keeps the planner off the sort column's index.
-    ranges = [RANGE_COLUMNS[f] for op, f in filters if op == SearchOperator.BETWEEN]
-    deferred = len(ranges) == len(filters) > 0 and all(r is not column for r in ranges)
-    sort_key: ColumnElement[Any] = column
-    if deferred:
-        sort_key = column.concat("") if nullable else column + 0
+    deferred = crossed and len(ranges) == len(filters)
+    # With an equality filter: its (equality, range) index sorts few matches fast, its (equality,
+    # sort) index finds a page of many (a de-identified PatientID over years) in a few dozen rows.
+    # SQLite has no statistics to choose: count the matches (deleted ones too: an estimate), up to
+    # WIDE_RANGE, on the first index (entries side by side, no table page). A wide range is then
+    # written so that no index serves it, which leaves the planner (either database) the sort's.
+    walked = crossed and not deferred
+    walk_conditions = [*conditions[:2], *_conditions(criteria.filters, indexed=False)[1]] if walked else []
     fingerprint = _fingerprint(datastore_id, criteria, sort_field, descending)
     segment, after = _read_cursor(cursor, fingerprint, nullable) if cursor else (None, None)
     # Nulls are the smallest values: they come last when descending, first when ascending.
@@ -131,9 +139,10 @@ def search_image_sets(catalog: Catalog, datastore_id: str, criteria: SearchCrite
             raise InvalidInput("nextToken is not valid for this search")
         segments = segments[segments.index(segment):]
 
-    def segment_query(current: str, position: tuple[Any, str] | None, wanted: int) -> Any:
-        where = list(conditions)
-        order: list[ColumnElement[Any]]
+    def bounds(current: str, position: tuple[Any, str] | None,
+               sort_key: ColumnElement[Any]) -> tuple[list[ColumnElement[bool]], list[ColumnElement[Any]]]:
+        """The segment's rows after `position` and their order (by `sort_key`, then id)."""
+        where: list[ColumnElement[bool]] = []
         if current == _VALUES:
             if nullable:
                 where.append(column.is_not(None))
@@ -149,12 +158,31 @@ def search_image_sets(catalog: Catalog, datastore_id: str, criteria: SearchCrite
             order = [column.desc(), image_sets.c.id.desc()] if descending else [column, image_sets.c.id]
             if position is not None:
                 where.append(image_sets.c.id < position[1] if descending else image_sets.c.id > position[1])
+        return where, order
+
+    wide_range: list[bool] = []  # counted once, on the first read that needs it
+
+    def wide(conn: Any) -> bool:
+        if walked and not wide_range:
+            matches = sa.select(sa.literal(1)).where(
+                image_sets.c.datastore_id == datastore_id, *filter_conditions).limit(WIDE_RANGE).subquery()
+            wide_range.append(conn.execute(sa.select(sa.func.count()).select_from(matches)).scalar() >= WIDE_RANGE)
+        return walked and wide_range[0]
+
+    def read(conn: Any, current: str, position: tuple[Any, str] | None, wanted: int) -> tuple[list[Any], bool]:
+        """The next `wanted` matches after `position`, and whether the segment has no more."""
         if deferred:
-            ids = sa.select(image_sets.c.id).where(*where).order_by(*order).limit(wanted)
-            query = sa.select(image_sets).where(image_sets.c.id.in_(ids))
+            sort_key = _unindexed(column)
+            where, order = bounds(current, position, sort_key)
+            ids = sa.select(image_sets.c.id).where(*conditions, *where).order_by(*order).limit(wanted)
             order = [column.desc() if descending else column, *order[1:]] if current == _VALUES else order
-            return query.order_by(*order)
-        return sa.select(image_sets).where(*where).order_by(*order).limit(wanted)
+            query = sa.select(image_sets).where(image_sets.c.id.in_(ids)).order_by(*order)
+        else:
+            where, order = bounds(current, position, column)
+            query = sa.select(image_sets).where(*(walk_conditions if wide(conn) else conditions), *where)
+            query = query.order_by(*order).limit(wanted)
+        fetched = list(conn.execute(query))
+        return fetched, len(fetched) < wanted
 
     rows: list[tuple[str, Any]] = []  # (segment, row)
     with catalog.read() as conn:
@@ -164,11 +192,11 @@ def search_image_sets(catalog: Catalog, datastore_id: str, criteria: SearchCrite
                 wanted = limit + 1 - len(rows)
                 if visible is not None:
                     wanted = max(wanted, 64)  # some will be left out: read ahead
-                fetched = list(conn.execute(segment_query(current, position, wanted)))
+                fetched, exhausted = read(conn, current, position, wanted)
                 # `visible`: only the image sets the caller may see (a policy's tag conditions).
                 shown = visible([r.id for r in fetched]) if visible is not None and fetched else None
                 rows.extend((current, r) for r in fetched if shown is None or r.id in shown)
-                if len(fetched) < wanted or visible is None:
+                if exhausted or not fetched:
                     break
                 position = (getattr(fetched[-1], column.name), fetched[-1].id)
     page = rows[:limit]
@@ -176,14 +204,7 @@ def search_image_sets(catalog: Catalog, datastore_id: str, criteria: SearchCrite
     if len(rows) > limit:
         last_segment, last_row = page[-1]
         next_cursor = _write_cursor(fingerprint, last_segment, getattr(last_row, column.name), last_row.id)
-    return SearchPage([_image_set(row) for _, row in page], next_cursor)
-
-
-def _image_set(row: Any) -> ImageSet:
-    values = dict(row._mapping)
-    values["state"] = ImageSetState(values["state"])
-    values["workflow_status"] = ImageSetWorkflowStatus(values["workflow_status"])
-    return ImageSet(**values)
+    return SearchPage(image_sets_from_rows([row for _, row in page]), next_cursor)
 
 
 def _enum(kind: Any, value: Any, what: str) -> Any:
@@ -194,9 +215,15 @@ def _enum(kind: Any, value: Any, what: str) -> Any:
         raise InvalidInput(f"unknown {what} {value!r}; expected one of {allowed}") from None
 
 
-def _conditions(filters: Sequence[SearchFilter]) -> tuple[list[tuple[SearchOperator, str]],
-                                                          list[ColumnElement[bool]]]:
-    """The validated (operator, field) pairs and their SQL conditions."""
+def _unindexed(column: sa.Column[Any]) -> ColumnElement[Any]:
+    """`column` as an expression of the same value and order, which no index serves."""
+    return column.concat("") if column is image_sets.c.study_date_time else column + 0
+
+
+def _conditions(filters: Sequence[SearchFilter], *, indexed: bool = True) -> tuple[
+        list[tuple[SearchOperator, str]], list[ColumnElement[bool]]]:
+    """The validated (operator, field) pairs and their SQL conditions (`indexed`: False writes
+    the ranges so that no index serves them)."""
     if len(filters) > MAX_FILTERS:
         raise InvalidInput(f"a search takes at most {MAX_FILTERS} filters, not {len(filters)}")
     checked: list[tuple[SearchOperator, str]] = []
@@ -222,7 +249,8 @@ def _conditions(filters: Sequence[SearchFilter]) -> tuple[list[tuple[SearchOpera
             low, high = (_range_value(field, v, where) for v in values)
             if low > high:
                 raise InvalidInput(f"{where}: the lower bound is after the upper bound")
-            conditions.append(RANGE_COLUMNS[field].between(low, high))
+            column = RANGE_COLUMNS[field]
+            conditions.append((column if indexed else _unindexed(column)).between(low, high))
         checked.append((operator, field))
     return checked, conditions
 
