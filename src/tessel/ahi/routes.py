@@ -11,14 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import orjson
 from fastapi import APIRouter, FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tessel import retrieve
+from tessel import documents, retrieve
 from tessel.ahi import shapes
 from tessel.ahi.access import AccessLog
 from tessel.ahi.errors import NotAcceptable, error_response, new_request_id, response_for
@@ -423,8 +422,8 @@ def _endpoint(op: Operation, function: Callable[[Context, Params], Any], *,
         if isinstance(result, Response):
             result.headers["x-amzn-RequestId"] = request_id
             return result
-        # orjson: a SearchImageSets page of 50 summaries took 1 ms with the json module, 0.1 ms here
-        return Response(orjson.dumps(result, option=orjson.OPT_NON_STR_KEYS), media_type="application/json",
+        # documents.dumps (orjson): a SearchImageSets page of 50 summaries took 1 ms with the json module, 0.1 ms
+        return Response(documents.dumps(result), media_type="application/json",
                         headers={"x-amzn-RequestId": request_id})
 
     endpoint.__name__ = op.function
