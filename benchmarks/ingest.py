@@ -56,7 +56,9 @@ class ProcessTree:
         self.interval = interval
         self.peak_rss_single = 0
         self.peak_pss_total = 0
-        self.cpu: dict[int, float] = {}  # pid -> user + system seconds, last seen
+        self.cpu: dict[int, float] = {}  # pid -> user + system seconds since __enter__, last seen
+        # Processes already running (a warm job's fork server and workers): only their CPU from now
+        self._cpu_before: dict[int, float] = {}
         self.own_cpu = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -73,7 +75,7 @@ class ProcessTree:
                 continue
             self.peak_rss_single = max(self.peak_rss_single, mem.rss)
             pss_total += getattr(mem, "pss", mem.rss)
-            self.cpu[proc.pid] = times.user + times.system
+            self.cpu[proc.pid] = times.user + times.system - self._cpu_before.get(proc.pid, 0.0)
         self.peak_pss_total = max(self.peak_pss_total, pss_total)
 
     def _run(self) -> None:
@@ -84,6 +86,12 @@ class ProcessTree:
 
     def __enter__(self) -> "ProcessTree":
         self._base = psutil.Process().cpu_times()
+        for proc in psutil.Process().children(recursive=True):
+            try:
+                times = proc.cpu_times()
+            except psutil.Error:
+                continue
+            self._cpu_before[proc.pid] = times.user + times.system
         self._thread.start()
         return self
 
