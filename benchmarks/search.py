@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import sqlite
 
 from tessel.catalog import Catalog
 from tessel.catalog.search import SearchCriteria, SearchFilter, search_image_sets

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import gzip
 import json
+from typing import Any
 
 import orjson
-from typing import Any
 
 SCHEMA_VERSION = "1.1"
 

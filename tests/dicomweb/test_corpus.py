@@ -12,7 +12,6 @@ import re
 import zlib
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np

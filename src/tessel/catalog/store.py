@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from tessel.catalog.models import (Datastore, DatastoreId, DatastoreStatus, FrameLocation, ImageFrameId, ImageSet,
                                    ImageSetId, ImageSetState, ImageSetVersion,
-                                   ImageSetWorkflowStatus, ImportJob, JobId, JobStatus,
+                                   ImageSetWorkflowStatus, ImportJob, JobStatus,
                                    LosslessStorageFormat)
 from tessel.catalog.sql import engine as sql_engine
 from tessel.catalog.sql.hot import HotReads
