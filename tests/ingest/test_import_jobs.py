@@ -235,7 +235,10 @@ def test_staging_runs_on_two_worker_processes_at_once(stores: Stores, tmp_path: 
     import psutil
 
     ds = create_datastore(stores, "t")
-    make_series(tmp_path / "in", 24, rows=256, columns=256)
+    # Enough work that each worker's share is well above the CPU threshold below on a fast
+    # machine: 24 files of 256x256 took 0.06 CPU s in all on one host, and one worker could end
+    # the job with less than 0.05 s. 48 of 512x512 (6 tasks of 8 files) keep each busy ~0.25 s.
+    make_series(tmp_path / "in", 48, rows=512, columns=512)
     job = jobs.start_import_job(stores, ds.id, (tmp_path / "in").as_uri(), (tmp_path / "out").as_uri())
     worker_cpu: dict[int, float] = {}
     overlapping = []
@@ -258,7 +261,7 @@ def test_staging_runs_on_two_worker_processes_at_once(stores: Stores, tmp_path: 
         worker_cpu.update(busy)
 
     summary = jobs.run_import_job(stores, job.id, progress=sample)
-    assert summary.imported == 24
+    assert summary.imported == 48
     assert len([cpu for cpu in worker_cpu.values() if cpu > 0.05]) == 2  # settings.workers
     assert max(overlapping) == 2  # both did work between two progress reports
 
