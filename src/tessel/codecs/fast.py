@@ -110,7 +110,7 @@ def jpeg_ls(frame: bytes, info: PixelInfo) -> Array | None:
     return _sign_correct(arr, precision) if info.pixel_representation == 1 else arr
 
 
-_YBR_FULL = ("YBR_FULL", "YBR_FULL_422")
+YBR_FULL = ("YBR_FULL", "YBR_FULL_422")  # colour spaces pydicom does not turn into RGB
 _RGB_COMPONENT_IDS = ([82, 71, 66], [114, 103, 98])  # "RGB" / "rgb" in ASCII
 _YCC, _RGB = imagecodecs.JPEG8.CS.YCbCr, imagecodecs.JPEG8.CS.RGB
 
@@ -136,9 +136,9 @@ def lossy_as_rgb(frame: bytes, info: PixelInfo, uid: str) -> bool:
     """Whether a lossy colour frame is shown as RGB: pydicom's default (`as_rgb`) turns a
     stream it takes for YBR_FULL(_422) into RGB, except that frames labelled YBR_FULL(_422)
     stay in that colour space (`_process_color_space`)."""
-    if info.samples_per_pixel != 3 or info.photometric_interpretation in _YBR_FULL:
+    if info.samples_per_pixel != 3 or info.photometric_interpretation in YBR_FULL:
         return False
-    return conformed_photometric(frame, info, uid) in _YBR_FULL
+    return conformed_photometric(frame, info, uid) in YBR_FULL
 
 
 def jpeg_lossy(frame: bytes, info: PixelInfo) -> Array | None:

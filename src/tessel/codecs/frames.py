@@ -37,7 +37,7 @@ from pydicom.encaps import encapsulate
 from pydicom.pixels.decoders.base import get_decoder
 
 from tessel.codecs.errors import CodecError
-from tessel.codecs.fast import FAST_DECODERS, conformed_photometric
+from tessel.codecs.fast import FAST_DECODERS, YBR_FULL, conformed_photometric
 from tessel.codecs.native import (
     correct_unused_bits,
     decode_native,
@@ -272,7 +272,7 @@ def _decode_with_pydicom(data: Buffer, info: PixelInfo, row: TransferSyntax) -> 
         # Lossless: the stored samples, whatever the label. Lossy (kept as is, decoded only
         # to be shown): pydicom's default, which turns a JFIF stream labelled RGB into RGB;
         # frames labelled YBR_FULL(_422) stay in that colour space either way (fast.lossy_as_rgb).
-        "as_rgb": not row.lossless and info.photometric_interpretation not in ("YBR_FULL", "YBR_FULL_422"),
+        "as_rgb": not row.lossless and info.photometric_interpretation not in YBR_FULL,
     }
     failures = []
     for plugin in plugins:
