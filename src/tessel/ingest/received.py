@@ -348,7 +348,7 @@ class StoreQueue:
         if self._pool is None:
             # A staging process forks from the fork server: it starts in milliseconds, not seconds.
             self._pool = cf.ProcessPoolExecutor(max_workers=self.workers,
-                                                mp_context=fork_server(),
+                                                mp_context=fork_server(("tessel.ingest.jobs", __name__)),
                                                 initializer=_worker_init, initargs=(self.stores.settings,))
         return self._pool
 
