@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -28,33 +30,42 @@ def tessel(*args: str) -> list[str]:
 
 
 def kill_import_midway(source: Path, data: Path) -> None:
-    """Start `tessel import` and SIGKILL it once some files are staged and others still pending."""
-    settings = Settings(data_dir=data)
-    proc = subprocess.Popen(tessel("import", str(source), "--data-dir", str(data), "--workers", "1"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    stores = None
+    """Start `tessel import` and SIGKILL it once some files are staged and others still pending.
+
+    The catalog is watched through a read-only SQLite connection: opening the stores here would
+    create keys and run migrations beside the import's own (a race of the test, not the import)."""
+    log = data.parent / "import-stderr.log"
+    with log.open("wb") as stderr:
+        proc = subprocess.Popen(tessel("import", str(source), "--data-dir", str(data), "--workers", "1"),
+                                stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
     try:
         deadline = time.monotonic() + 300
         staged = pending = 0
-        while time.monotonic() < deadline:
-            if (data / "catalog.sqlite").exists():
-                stores = stores or open_stores(settings)
-                with stores.catalog.read() as conn:
-                    counts = dict(conn.execute(sa.select(import_job_files.c.status, sa.func.count())
-                                               .group_by(import_job_files.c.status)).all())
-                staged, pending = counts.get("staged", 0), counts.get("pending", 0)
-                if staged >= 8 and pending > 0:  # a task's worth staged (recorded), more to come
-                    break
+        while time.monotonic() < deadline and proc.poll() is None:
+            counts = _job_file_counts(data / "catalog.sqlite")
+            staged, pending = counts.get("staged", 0), counts.get("pending", 0)
+            if staged >= 8 and pending > 0:  # a task's worth staged (recorded), more to come
+                break
             time.sleep(0.02)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
     finally:
-        if proc.poll() is None:
+        exited = proc.poll()
+        if exited is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-        if stores is not None:
-            stores.close()
-    assert staged >= 8 and pending > 0, "the import finished before it could be killed"
+    assert staged >= 8 and pending > 0, (
+        f"the import was not caught midway: {staged} file(s) staged, {pending} pending, "
+        f"exit status {exited}; its stderr ends: {log.read_bytes()[-2000:].decode(errors='replace')}")
+
+
+def _job_file_counts(catalog: Path) -> dict[str, int]:
+    """Import job files by status, read without writing anything (empty until the schema is there)."""
+    if not catalog.exists():
+        return {}
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{catalog}?mode=ro", uri=True, timeout=5)) as conn:
+            return dict(conn.execute(f"SELECT status, count(*) FROM {import_job_files.name} GROUP BY status"))
+    except sqlite3.OperationalError:  # the import is still creating its schema
+        return {}
 
 
 def assert_complete_and_exact(data: Path, files: int) -> None:
